@@ -1,0 +1,246 @@
+//! Node configuration: defaults < TOML file < `TICKETING_` environment variables (figment).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's region; it accepts writes only for events homed here.
+    pub region: String,
+    /// Name shown in `X-Served-By` and in logs.
+    pub node_name: String,
+    /// Address the binary listens on (tests pass their own listener).
+    pub listen: SocketAddr,
+    /// Every region of the deployment, with the id carried in Snowflake IDs.
+    pub regions: Vec<RegionConfig>,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub booking: BookingConfig,
+    pub http: HttpConfig,
+    pub ids: IdsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RegionConfig {
+    pub name: String,
+    pub id: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The region's primary.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a request may wait for a pooled connection before it gets a 503.
+    pub acquire_timeout_ms: u64,
+    /// Apply `migrations/` at start-up.
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret shared by every node and router of the deployment.
+    pub jwt_secret: String,
+    pub token_ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BookingConfig {
+    /// Hold length for events that do not set their own.
+    pub default_hold_seconds: u32,
+    /// Per-order ticket maximum for events that do not set their own.
+    pub default_max_per_order: u32,
+    /// Simulated payment time, spent outside any transaction.
+    pub payment_delay_ms: u64,
+    /// How often the sweeper tidies lapsed holds into `expired`.
+    pub sweep_interval_ms: u64,
+    /// Bookings the sweeper expires per statement (bounded so it never holds many locks).
+    pub sweep_batch: u32,
+    /// Idempotency records are kept this long.
+    pub idempotency_ttl_hours: u32,
+    /// Test-only: claim tickets without row locks, to prove the concurrency tests can fail.
+    /// Never read from files or the environment; only in-process tests can set it.
+    #[serde(skip)]
+    pub unsafe_disable_row_locks: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub body_limit_bytes: usize,
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdsConfig {
+    /// Machine-number lease length; renewed every third of it.
+    pub lease_ttl_seconds: u64,
+    /// Largest backwards clock step waited out; a larger one makes ID minting fail.
+    pub max_clock_backward_ms: u64,
+}
+
+impl Default for IdsConfig {
+    fn default() -> Self {
+        IdsConfig {
+            lease_ttl_seconds: 30,
+            max_clock_backward_ms: 100,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            region: "us-east".into(),
+            node_name: "node-1".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9081)),
+            regions: default_regions(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            booking: BookingConfig::default(),
+            http: HttpConfig::default(),
+            ids: IdsConfig::default(),
+        }
+    }
+}
+
+/// The local three-region layout of DESIGN section 1.
+pub fn default_regions() -> Vec<RegionConfig> {
+    [("us-east", 1), ("eu-west", 2), ("ap-southeast", 3)]
+        .into_iter()
+        .map(|(name, id)| RegionConfig {
+            name: name.into(),
+            id,
+        })
+        .collect()
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "postgres://postgres@127.0.0.1:5432/ticketing".into(),
+            max_connections: 32,
+            acquire_timeout_ms: 10_000,
+            migrate: true,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: String::new(),
+            token_ttl_seconds: 7 * 24 * 3600,
+        }
+    }
+}
+
+impl Default for BookingConfig {
+    fn default() -> Self {
+        BookingConfig {
+            default_hold_seconds: 600,
+            default_max_per_order: 10,
+            payment_delay_ms: 200,
+            sweep_interval_ms: 1_000,
+            sweep_batch: 500,
+            idempotency_ttl_hours: 24,
+            unsafe_disable_row_locks: false,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the TOML file if given, then `TICKETING_*` variables
+    /// (`TICKETING_DATABASE__URL` sets `database.url`).
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("TICKETING_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.auth.jwt_secret.len() < 16 {
+            return invalid("auth.jwt_secret must be at least 16 bytes".into());
+        }
+        if self.region_id(&self.region).is_none() {
+            return invalid(format!("region {:?} is not in `regions`", self.region));
+        }
+        for (i, r) in self.regions.iter().enumerate() {
+            if id_gen::RegionId::new(r.id).is_err() || r.id == 0 {
+                return invalid(format!("region {} has id {}, must be 1..=31", r.name, r.id));
+            }
+            if self.regions[..i]
+                .iter()
+                .any(|o| o.id == r.id || o.name == r.name)
+            {
+                return invalid(format!("region {} or id {} appears twice", r.name, r.id));
+            }
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections must be positive".into());
+        }
+        if self.booking.sweep_batch == 0 || self.booking.sweep_interval_ms == 0 {
+            return invalid("booking.sweep_batch and sweep_interval_ms must be positive".into());
+        }
+        if !(1..=3600).contains(&self.booking.default_hold_seconds) {
+            return invalid("booking.default_hold_seconds must be 1..=3600".into());
+        }
+        if !(1..=100).contains(&self.booking.default_max_per_order) {
+            return invalid("booking.default_max_per_order must be 1..=100".into());
+        }
+        if self.ids.lease_ttl_seconds < 3 {
+            return invalid("ids.lease_ttl_seconds must be at least 3".into());
+        }
+        Ok(())
+    }
+
+    pub fn region_id(&self, name: &str) -> Option<u8> {
+        self.regions.iter().find(|r| r.name == name).map(|r| r.id)
+    }
+
+    pub fn region_name(&self, id: u8) -> Option<&str> {
+        self.regions
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.name.as_str())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.http.request_timeout_ms)
+    }
+}

@@ -1,0 +1,153 @@
+//! Every failure the API can report, mapped to the JSON error of DESIGN section 5 in one place.
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidId(String),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("no route for this method and path")]
+    RouteNotFound,
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    #[error("not enough tickets: {message}")]
+    SoldOut {
+        message: String,
+        available: BTreeMap<String, i64>,
+    },
+    #[error("the hold on booking {0} expired before it was confirmed; the payment was voided")]
+    HoldExpired(String),
+    #[error("booking {booking} is {status}, not held")]
+    NotHeld { booking: String, status: String },
+    #[error("event {0} is not on sale")]
+    EventNotOnSale(String),
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInProgress,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("writes for events homed in {home} go to that region; this node serves {local}")]
+    Misdirected { home: String, local: String },
+    #[error("the server is busy; retry shortly")]
+    Unavailable,
+    #[error("the request took too long")]
+    Timeout,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            Validation(_) | InvalidJson(_) | InvalidId(_) => StatusCode::BAD_REQUEST,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
+            NotFound(_) | RouteNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            SoldOut { .. }
+            | HoldExpired(_)
+            | NotHeld { .. }
+            | EventNotOnSale(_)
+            | IdempotencyInProgress
+            | Conflict(_) => StatusCode::CONFLICT,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            Validation(_) => "validation",
+            InvalidJson(_) => "invalid_json",
+            InvalidId(_) => "invalid_id",
+            PayloadTooLarge { .. } => "payload_too_large",
+            Unauthorized(_) => "unauthorized",
+            Forbidden(_) => "forbidden",
+            NotFound(_) | RouteNotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            SoldOut { .. } => "sold_out",
+            HoldExpired(_) => "hold_expired",
+            NotHeld { .. } => "not_held",
+            EventNotOnSale(_) => "event_not_on_sale",
+            IdempotencyInProgress => "idempotency_in_progress",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            Conflict(_) => "conflict",
+            Misdirected { .. } => "misdirected",
+            Unavailable => "unavailable",
+            Timeout => "timeout",
+            Internal(_) => "internal",
+        }
+    }
+
+    /// The JSON body of DESIGN section 5, with extra fields where they help the client.
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = json!({
+            "code": self.code(),
+            "message": self.to_string(),
+            "status": self.status().as_u16(),
+        });
+        if let ApiError::SoldOut { available, .. } = self {
+            error["available"] = json!(available);
+        }
+        json!({ "error": error })
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            // Pool exhausted for longer than the acquire timeout: overload, not a bug.
+            sqlx::Error::PoolTimedOut => ApiError::Unavailable,
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<id_gen::IdError> for ApiError {
+    fn from(err: id_gen::IdError) -> Self {
+        // The clock stepped back too far or the lease lapsed: refuse rather than risk a reissue.
+        tracing::error!(error = %err, "cannot mint an id");
+        ApiError::Unavailable
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(err) = &self {
+            tracing::error!(error = ?err, "internal error");
+        }
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,87 @@
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::ListParams;
+use crate::app::Node;
+use crate::auth::AuthUser;
+use crate::booking::{self, BookingView, CancelRequest, ConfirmRequest, ReserveRequest};
+use crate::error::ApiResult;
+use crate::extract::{Json, PathId, Query};
+use crate::idempotency::{self, IdempotencyKey};
+
+pub async fn reserve(
+    State(node): State<Arc<Node>>,
+    user: AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(request): Json<ReserveRequest>,
+) -> Response {
+    let key = key.as_deref();
+    idempotency::run(
+        &node,
+        user.id,
+        key,
+        "reserve",
+        request,
+        StatusCode::CREATED,
+        |request| booking::reserve(&node, user, request, key),
+    )
+    .await
+}
+
+pub async fn confirm(
+    State(node): State<Arc<Node>>,
+    user: AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(request): Json<ConfirmRequest>,
+) -> Response {
+    idempotency::run(
+        &node,
+        user.id,
+        key.as_deref(),
+        "confirm",
+        request,
+        StatusCode::OK,
+        |request| booking::confirm(&node, user, request),
+    )
+    .await
+}
+
+pub async fn cancel(
+    State(node): State<Arc<Node>>,
+    user: AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(request): Json<CancelRequest>,
+) -> Response {
+    idempotency::run(
+        &node,
+        user.id,
+        key.as_deref(),
+        "cancel",
+        request,
+        StatusCode::OK,
+        |request| booking::cancel(&node, user, request),
+    )
+    .await
+}
+
+pub async fn for_user(
+    State(node): State<Arc<Node>>,
+    caller: AuthUser,
+    PathId(user): PathId,
+    Query(params): Query<ListParams>,
+) -> ApiResult<axum::Json<Vec<BookingView>>> {
+    Ok(axum::Json(
+        booking::for_user(&node, caller, user, params.limit()?).await?,
+    ))
+}
+
+pub async fn get(
+    State(node): State<Arc<Node>>,
+    caller: AuthUser,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<BookingView>> {
+    Ok(axum::Json(booking::get(&node, caller, id).await?))
+}

@@ -1,0 +1,232 @@
+//! `Idempotency-Key` for writes: scoped to the user, kept for a configured time. A repeat returns
+//! the first response; a repeat while the first still runs gets `409`; failures that a retry may
+//! cure (409 conflicts, 429, 5xx) are not recorded, so the retry really runs.
+
+use std::future::Future;
+use std::hash::Hasher;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use id_gen::Id;
+use serde::Serialize;
+
+use crate::app::Node;
+use crate::error::{ApiError, ApiResult};
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+pub const TOKEN_HEADER: &str = "x-consistency-token";
+
+/// The request's `Idempotency-Key`, if it sent one.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        key_from(&parts.headers).map(IdempotencyKey)
+    }
+}
+
+fn key_from(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get(HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::Validation("Idempotency-Key must be visible ASCII".into()))?
+        .trim();
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::Validation(
+            "Idempotency-Key must be 1 to 255 characters".into(),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// A stable fingerprint of the operation and its request (FNV-1a; std's hasher may change
+/// between Rust releases and fingerprints outlive a deploy).
+fn fingerprint(operation: &str, request: &impl Serialize) -> i64 {
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 ^= u64::from(*b);
+                self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+    hasher.write(operation.as_bytes());
+    hasher.write(&serde_json::to_vec(request).unwrap_or_default());
+    hasher.finish() as i64
+}
+
+enum Start {
+    Proceed,
+    Replay(StatusCode, serde_json::Value),
+}
+
+async fn start(node: &Node, user: Id, key: &str, operation: &str, print: i64) -> ApiResult<Start> {
+    let lock_for = node.config.request_timeout().as_secs_f64() * 2.0;
+    // A fresh key, or one whose owner crashed mid-request (its lock ran out) or whose record
+    // aged out: take it.
+    let taken = sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, operation, fingerprint, locked_until)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+         ON CONFLICT (user_id, key) DO UPDATE
+             SET operation = EXCLUDED.operation, fingerprint = EXCLUDED.fingerprint,
+                 locked_until = EXCLUDED.locked_until, created_at = now(),
+                 response_status = NULL, response_body = NULL
+             WHERE (idempotency_keys.response_status IS NULL
+                    AND idempotency_keys.locked_until <= now())
+                OR idempotency_keys.created_at <= now() - make_interval(hours => $6)",
+    )
+    .bind(user.as_i64())
+    .bind(key)
+    .bind(operation)
+    .bind(print)
+    .bind(lock_for)
+    .bind(node.config.booking.idempotency_ttl_hours as i32)
+    .execute(&node.pool)
+    .await?
+    .rows_affected()
+        == 1;
+    if taken {
+        return Ok(Start::Proceed);
+    }
+    let existing: Option<(String, i64, Option<i16>, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT operation, fingerprint, response_status, response_body
+         FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+    )
+    .bind(user.as_i64())
+    .bind(key)
+    .fetch_optional(&node.pool)
+    .await?;
+    match existing {
+        Some((op, fp, _, _)) if op != operation || fp != print => {
+            Err(ApiError::IdempotencyKeyReused)
+        }
+        Some((_, _, Some(status), Some(body))) => Ok(Start::Replay(
+            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK),
+            body,
+        )),
+        Some(_) => Err(ApiError::IdempotencyInProgress),
+        // Deleted between our two statements (aged out): the client may simply retry.
+        None => Err(ApiError::IdempotencyInProgress),
+    }
+}
+
+fn worth_recording(status: StatusCode) -> bool {
+    status.is_success()
+        || (status.is_client_error()
+            && status != StatusCode::CONFLICT
+            && status != StatusCode::TOO_MANY_REQUESTS)
+}
+
+async fn finish(node: &Node, user: Id, key: &str, status: StatusCode, body: &serde_json::Value) {
+    let result = if worth_recording(status) {
+        sqlx::query(
+            "UPDATE idempotency_keys SET response_status = $3, response_body = $4, locked_until = NULL
+             WHERE user_id = $1 AND key = $2",
+        )
+        .bind(user.as_i64())
+        .bind(key)
+        .bind(status.as_u16() as i16)
+        .bind(body)
+        .execute(&node.pool)
+        .await
+    } else {
+        sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2")
+            .bind(user.as_i64())
+            .bind(key)
+            .execute(&node.pool)
+            .await
+    };
+    if let Err(error) = result {
+        // The key stays locked until `locked_until`; the write itself stands either way.
+        tracing::warn!(%error, key, "could not record the idempotent response");
+    }
+}
+
+/// Runs `operation` once per (user, key). Without a key it just runs.
+pub async fn run<R, T, F, Fut>(
+    node: &Node,
+    user: Id,
+    key: Option<&str>,
+    operation: &str,
+    request: R,
+    success: StatusCode,
+    run_once: F,
+) -> Response
+where
+    R: Serialize,
+    T: Serialize,
+    F: FnOnce(R) -> Fut,
+    Fut: Future<Output = ApiResult<T>>,
+{
+    let Some(key) = key else {
+        return match run_once(request).await.and_then(to_json) {
+            Ok(body) => json_response(success, body),
+            Err(e) => e.into_response(),
+        };
+    };
+    let print = fingerprint(operation, &request);
+    match start(node, user, key, operation, print).await {
+        Err(e) => e.into_response(),
+        Ok(Start::Replay(status, body)) => {
+            let mut response = json_response(status, body);
+            response
+                .headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            response
+        }
+        Ok(Start::Proceed) => match run_once(request).await.and_then(to_json) {
+            Ok(body) => {
+                finish(node, user, key, success, &body).await;
+                json_response(success, body)
+            }
+            Err(e) => {
+                finish(node, user, key, e.status(), &e.body()).await;
+                e.into_response()
+            }
+        },
+    }
+}
+
+fn to_json<T: Serialize>(value: T) -> ApiResult<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// A write's JSON answer; its consistency token, if any, also goes in `X-Consistency-Token`.
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let token = body
+        .get("consistencyToken")
+        .and_then(|t| t.as_str())
+        .and_then(|t| HeaderValue::from_str(t).ok());
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(token) = token {
+        response.headers_mut().insert(TOKEN_HEADER, token);
+    }
+    response
+}
+
+/// Drops records older than the retention, a bounded batch at a time.
+pub async fn purge_aged(node: &Node, batch: i64) -> ApiResult<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+             SELECT ctid FROM idempotency_keys
+             WHERE created_at <= now() - make_interval(hours => $1)
+             LIMIT $2))",
+    )
+    .bind(node.config.booking.idempotency_ttl_hours as i32)
+    .bind(batch)
+    .execute(&node.pool)
+    .await?
+    .rows_affected())
+}

@@ -1,0 +1,87 @@
+//! Users: sign-up in the caller's region (the id carries it) and lookup.
+
+use chrono::{DateTime, Utc};
+use id_gen::Id;
+use serde::{Deserialize, Serialize};
+
+use crate::app::Node;
+use crate::auth::{AuthUser, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::events::id_from_db;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    name: String,
+    home_region: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: Id,
+    pub name: String,
+    pub home_region: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedUpUser {
+    pub user: UserView,
+    pub token: String,
+}
+
+impl UserView {
+    fn from_row(row: UserRow) -> ApiResult<UserView> {
+        Ok(UserView {
+            id: id_from_db(row.id)?,
+            name: row.name,
+            home_region: row.home_region,
+            created_at: row.created_at,
+        })
+    }
+}
+
+pub async fn create(node: &Node, new: NewUser) -> ApiResult<SignedUpUser> {
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::Validation(
+            "name must be 1 to 200 characters".into(),
+        ));
+    }
+    let id = node.ids.next()?;
+    let row: UserRow = sqlx::query_as(
+        "INSERT INTO users (id, name, home_region) VALUES ($1, $2, $3)
+         RETURNING id, name, home_region, created_at",
+    )
+    .bind(id.as_i64())
+    .bind(name)
+    .bind(&node.config.region)
+    .fetch_one(&node.pool)
+    .await?;
+    let token = node.tokens.issue(id, Role::User)?;
+    Ok(SignedUpUser {
+        user: UserView::from_row(row)?,
+        token,
+    })
+}
+
+/// A user's own record (or any, for an admin).
+pub async fn get(node: &Node, caller: AuthUser, id: Id) -> ApiResult<UserView> {
+    caller.ensure_can_act_for(id, "user record")?;
+    let row: UserRow =
+        sqlx::query_as("SELECT id, name, home_region, created_at FROM users WHERE id = $1")
+            .bind(id.as_i64())
+            .fetch_optional(&node.pool)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("user {id}")))?;
+    UserView::from_row(row)
+}

@@ -1,0 +1,233 @@
+//! A small client for the node's API, shared by the integration tests.
+#![allow(dead_code)]
+
+use devcluster::harness::TestNode;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+pub struct Api {
+    pub node: TestNode,
+    pub http: Client,
+    pub admin: String,
+}
+
+/// A signed-up user and their token.
+#[derive(Clone)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    /// The error code of a JSON error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+}
+
+impl Api {
+    pub async fn start() -> Api {
+        Api::from(TestNode::start().await.expect("test node starts"))
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut region_node::Config)) -> Api {
+        Api::from(
+            TestNode::start_with(adjust)
+                .await
+                .expect("test node starts"),
+        )
+    }
+
+    pub fn from(node: TestNode) -> Api {
+        let admin = node.admin_token();
+        Api {
+            node,
+            http: Client::builder()
+                .pool_max_idle_per_host(1024)
+                .build()
+                .expect("http client"),
+            admin,
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> Answer {
+        let mut request = self.http.request(method, self.node.api(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request reaches the node");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("response body");
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{status} answer is not JSON ({e}): {text:?}"));
+        Answer {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.send(reqwest::Method::GET, path, token, None, None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, path, token, Some(body), None)
+            .await
+    }
+
+    pub async fn signup(&self, name: &str) -> User {
+        let answer = self.post("/users", None, json!({ "name": name })).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        User {
+            id: answer.body["user"]["id"]
+                .as_str()
+                .expect("user id")
+                .to_owned(),
+            token: answer.body["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    /// An event homed here with the given tiers (name, price in cents) and hold length.
+    pub async fn create_event(&self, tiers: &[(&str, i64)], hold_seconds: i64) -> String {
+        let tiers: Vec<Value> = tiers
+            .iter()
+            .map(|(name, price)| json!({ "name": name, "priceCents": price }))
+            .collect();
+        let answer = self
+            .post(
+                "/events",
+                Some(&self.admin),
+                json!({
+                    "name": "Test Night",
+                    "description": "an event under test",
+                    "venue": "Test Arena",
+                    "startsAt": "2030-06-01T20:00:00Z",
+                    "homeRegion": "us-east",
+                    "tiers": tiers,
+                    "holdSeconds": hold_seconds,
+                }),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body["id"].as_str().expect("event id").to_owned()
+    }
+
+    pub async fn create_tickets(&self, event: &str, tiers: Value) {
+        let answer = self
+            .post(
+                "/tickets/create",
+                Some(&self.admin),
+                json!({ "eventId": event, "tiers": tiers }),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    }
+
+    /// The seed's tiers with `counts` tickets each, holds of `hold_seconds`.
+    pub async fn seeded_event(
+        &self,
+        vip: i64,
+        front_row: i64,
+        ga: i64,
+        hold_seconds: i64,
+    ) -> String {
+        let event = self
+            .create_event(
+                &[("VIP", 10_000), ("Front Row", 5_000), ("GA", 1_000)],
+                hold_seconds,
+            )
+            .await;
+        self.create_tickets(
+            &event,
+            json!({ "VIP": vip, "Front Row": front_row, "GA": ga }),
+        )
+        .await;
+        event
+    }
+
+    pub async fn reserve(&self, user: &User, event: &str, tickets: &[(&str, i64)]) -> Answer {
+        self.reserve_with_key(user, event, tickets, None).await
+    }
+
+    pub async fn reserve_with_key(
+        &self,
+        user: &User,
+        event: &str,
+        tickets: &[(&str, i64)],
+        key: Option<&str>,
+    ) -> Answer {
+        let tickets: Vec<Value> = tickets
+            .iter()
+            .map(|(tier, quantity)| json!({ "tier": tier, "quantity": quantity }))
+            .collect();
+        self.send(
+            reqwest::Method::POST,
+            "/booking/reserve",
+            Some(&user.token),
+            Some(json!({ "eventId": event, "tickets": tickets })),
+            key,
+        )
+        .await
+    }
+
+    pub async fn confirm(&self, user: &User, booking: &str, payment: &str) -> Answer {
+        self.post(
+            "/booking/confirm",
+            Some(&user.token),
+            json!({ "bookingId": booking, "paymentSimulation": payment }),
+        )
+        .await
+    }
+
+    pub async fn cancel(&self, user: &User, booking: &str) -> Answer {
+        self.post(
+            "/booking/cancel",
+            Some(&user.token),
+            json!({ "bookingId": booking }),
+        )
+        .await
+    }
+
+    /// Tickets left per tier, from `GET /tickets?eventId=`.
+    pub async fn available(&self, event: &str, tier: &str) -> i64 {
+        let answer = self.get(&format!("/tickets?eventId={event}"), None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body["tiers"]
+            .as_array()
+            .expect("tiers")
+            .iter()
+            .find(|t| t["name"] == tier)
+            .and_then(|t| t["available"].as_i64())
+            .expect("tier in availability")
+    }
+
+    pub async fn audit(&self, event: &str) -> region_node::audit::AuditReport {
+        region_node::audit::audit_event(&self.node.db, event.parse().expect("event id"))
+            .await
+            .expect("audit query")
+    }
+}
