@@ -253,9 +253,10 @@ impl PgCluster {
                     cluster.kill_now();
                     // Only look at what this attempt logged.
                     let port_taken = opts.port.is_none()
-                        && read_log_from(&cluster.data_dir, cluster.log_start)
-                            .map(|log| log.contains("Address already in use"))
-                            .unwrap_or(false);
+                        && (err.is::<PortConflict>()
+                            || read_log_from(&cluster.data_dir, cluster.log_start)
+                                .map(|log| log.contains("Address already in use"))
+                                .unwrap_or(false));
                     if port_taken && attempt < PORT_ATTEMPTS {
                         tracing::debug!(port, "postgres port was taken, retrying with another");
                         continue;
@@ -437,10 +438,22 @@ impl PgCluster {
                 sqlx::query_scalar::<_, i32>("SELECT 1")
                     .fetch_one(&mut conn)
                     .await?;
-                conn.close().await
+                let served: String = sqlx::query_scalar("SHOW data_directory")
+                    .fetch_one(&mut conn)
+                    .await?;
+                conn.close().await?;
+                Ok::<_, sqlx::Error>(served)
             };
             let last_error = match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(served)) if same_dir(Path::new(&served), &self.data_dir) => return Ok(()),
+                Ok(Ok(served)) => {
+                    // Someone else's server grabbed the port between our
+                    // probe and the postmaster's bind (ours will exit).
+                    return Err(anyhow::Error::new(PortConflict).context(format!(
+                        "port {} is served by another PostgreSQL (data_directory {served})",
+                        self.port
+                    )));
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "connection attempt timed out".to_owned(),
             };
@@ -517,6 +530,25 @@ pub async fn shared_test_cluster() -> &'static PgCluster {
     {
         Ok(cluster) => cluster,
         Err(e) => panic!("starting the shared test PostgreSQL cluster failed: {e:#}"),
+    }
+}
+
+/// Marks a start attempt that lost its port to another server.
+#[derive(Debug)]
+struct PortConflict;
+
+impl std::fmt::Display for PortConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("port already in use")
+    }
+}
+
+impl std::error::Error for PortConflict {}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 

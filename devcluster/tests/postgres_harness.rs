@@ -208,6 +208,23 @@ async fn busy_explicit_port_fails_with_log_tail() {
     assert!(msg.contains("Address already in use"), "{msg}");
 }
 
+#[tokio::test]
+async fn port_of_another_cluster_is_not_mistaken_for_ours() {
+    let shared = shared_test_cluster().await;
+    let err = PgCluster::start(PgOptions {
+        port: Some(shared.port()),
+        ..fast_opts()
+    })
+    .await
+    .expect_err("port belongs to the shared cluster");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("Address already in use") || msg.contains("served by another PostgreSQL"),
+        "{msg}"
+    );
+    assert_eq!(select_one(&shared.url("postgres")).await, 1);
+}
+
 /// (port, postmaster pid) seen by whichever of the two tests ran first.
 static SHARED_SEEN: OnceLock<(u16, u32)> = OnceLock::new();
 
@@ -254,10 +271,11 @@ fn tied_child_helper() {
         return;
     }
     let mut cmd = Command::new("sleep");
-    cmd.arg("1000");
-    let child = spawn_tied(ChildSpec::new(cmd)).expect("spawn sleep");
-    println!("{HELPER_PREFIX}{}", child.id());
-    std::thread::sleep(Duration::from_secs(120));
+    cmd.arg("120");
+    let mut child = spawn_tied(ChildSpec::new(cmd)).expect("spawn sleep");
+    println!("\n{HELPER_PREFIX}{}", child.id());
+    // Block until the parent test SIGKILLs us (or the sleep ends on its own).
+    let _ = child.wait();
 }
 
 #[test]

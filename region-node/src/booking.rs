@@ -171,7 +171,7 @@ enum ClaimSource {
 
 /// Takes up to `qty` tickets per tier with `FOR UPDATE SKIP LOCKED` (never a lock on the event
 /// row) and marks them held by the booking, all in one statement.
-const CLAIM_AVAILABLE: &str = "
+pub const CLAIM_AVAILABLE: &str = "
     WITH wanted AS (SELECT * FROM unnest($2::text[], $3::int4[]) AS w(tier, qty)),
     claimed AS (
         SELECT c.id FROM wanted w CROSS JOIN LATERAL (
