@@ -2,6 +2,7 @@
 //! die with us (`process`), in-process nodes for tests (`harness`), and the `devcluster` command
 //! (`cluster`).
 
+pub mod cluster;
 pub mod harness;
 pub mod postgres;
 pub mod process;

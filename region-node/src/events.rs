@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgExecutor};
 
 use crate::app::Node;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::text;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -136,29 +137,23 @@ pub fn ensure_home(node: &Node, id: Id) -> ApiResult<()> {
     if home == node.region_id.get() {
         return Ok(());
     }
-    Err(ApiError::Misdirected {
-        home: node
-            .config
-            .region_name(home)
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("region id {home}")),
-        local: node.config.region.clone(),
-    })
+    match node.config.region_name(home) {
+        Some(name) => Err(ApiError::Misdirected {
+            home: name.to_owned(),
+            local: node.config.region.clone(),
+        }),
+        // Id 0, or an id minted by no region of this deployment: not an id of ours at all.
+        None => Err(ApiError::InvalidId(format!(
+            "{id} is not an id of this deployment (it names no known region)"
+        ))),
+    }
 }
 
 fn validate(node: &Node, new: &NewEvent) -> ApiResult<()> {
     let bad = |m: String| Err(ApiError::Validation(m));
-    let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return bad("name must be 1 to 200 characters".into());
-    }
-    let venue = new.venue.trim();
-    if venue.is_empty() || venue.chars().count() > 200 {
-        return bad("venue must be 1 to 200 characters".into());
-    }
-    if new.description.chars().count() > 5000 {
-        return bad("description must be at most 5000 characters".into());
-    }
+    text("name", &new.name, 1, 200, false)?;
+    text("venue", &new.venue, 1, 200, false)?;
+    text("description", &new.description, 0, 5000, true)?;
     if new.starts_at <= Utc::now() {
         return bad("startsAt must be in the future".into());
     }
@@ -180,10 +175,7 @@ fn validate(node: &Node, new: &NewEvent) -> ApiResult<()> {
     }
     let mut seen = HashSet::new();
     for tier in &new.tiers {
-        let tier_name = tier.name.trim();
-        if tier_name.is_empty() || tier_name.chars().count() > 50 {
-            return bad("tier names must be 1 to 50 characters".into());
-        }
+        let tier_name = text("tier name", &tier.name, 1, 50, false)?;
         if !seen.insert(tier_name) {
             return bad(format!("tier {tier_name:?} appears twice"));
         }

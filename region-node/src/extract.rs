@@ -97,3 +97,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .map_err(|e| ApiError::Validation(e.body_text()))
     }
 }
+
+/// A trimmed text field of `min..=max` characters. NUL is refused (PostgreSQL cannot store it),
+/// and so is every other control character in one-line fields such as names.
+pub fn text<'a>(
+    field: &str,
+    value: &'a str,
+    min: usize,
+    max: usize,
+    multi_line: bool,
+) -> Result<&'a str, ApiError> {
+    let value = value.trim();
+    let length = value.chars().count();
+    if length < min || length > max {
+        return Err(ApiError::Validation(if min == 0 {
+            format!("{field} must be at most {max} characters")
+        } else {
+            format!("{field} must be {min} to {max} characters")
+        }));
+    }
+    let allowed = |c: char| !c.is_control() || (multi_line && matches!(c, '\n' | '\r' | '\t'));
+    if !value.chars().all(allowed) {
+        return Err(ApiError::Validation(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(value)
+}

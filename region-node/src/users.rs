@@ -8,6 +8,7 @@ use crate::app::Node;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::events::id_from_db;
+use crate::extract::text;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -51,12 +52,7 @@ impl UserView {
 }
 
 pub async fn create(node: &Node, new: NewUser) -> ApiResult<SignedUpUser> {
-    let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::Validation(
-            "name must be 1 to 200 characters".into(),
-        ));
-    }
+    let name = text("name", &new.name, 1, 200, false)?;
     let id = node.ids.next()?;
     let row: UserRow = sqlx::query_as(
         "INSERT INTO users (id, name, home_region) VALUES ($1, $2, $3)

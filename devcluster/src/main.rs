@@ -1,0 +1,67 @@
+//! `devcluster`: the whole platform on one machine (see `cluster`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use devcluster::cluster::{self, ClusterSpec};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "devcluster",
+    about = "Runs the ticketing platform on one machine"
+)]
+struct Cli {
+    /// Regions to start, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "us-east,eu-west,ap-southeast"
+    )]
+    regions: Vec<String>,
+    /// Multiplies the simulated WAN latencies (0 turns them off).
+    #[arg(long, default_value_t = 1.0)]
+    latency_scale: f64,
+    /// Where data, logs and cluster.json go; removed on exit.
+    #[arg(long, default_value = ".devcluster")]
+    state_dir: PathBuf,
+    /// Port layout base: routers at N+1.., nodes at N+1001.., primaries at N+2001...
+    #[arg(long, default_value_t = 8080)]
+    base_port: u16,
+    #[command(subcommand)]
+    command: Option<Internal>,
+}
+
+#[derive(Subcommand)]
+enum Internal {
+    /// Runs one region-node in this process (devcluster starts its nodes this way).
+    #[command(hide = true)]
+    RunNode {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Some(Internal::RunNode { config }) => runtime.block_on(cluster::run_node(&config)),
+        None => {
+            if !(0.0..=100.0).contains(&cli.latency_scale) {
+                anyhow::bail!("--latency-scale must be between 0 and 100");
+            }
+            runtime.block_on(cluster::run(ClusterSpec {
+                regions: cli.regions,
+                latency_scale: cli.latency_scale,
+                state_dir: cli.state_dir,
+                base_port: cli.base_port,
+            }))
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The README's main command: `devcluster` comes up, serves bookings, writes `cluster.json`,
+//! and on SIGTERM leaves no process and no state behind; a second start works.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A base port whose node and primary ports (base+1001.., base+2001..) are free now.
+fn free_base_port(regions: u16) -> u16 {
+    let start = 20_000 + (std::process::id() % 500) as u16 * 20;
+    (0..200)
+        .map(|i| start + i * 7)
+        .find(|base| {
+            (0..regions).all(|r| {
+                [base + 1001 + r, base + 2001 + r]
+                    .iter()
+                    .all(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            })
+        })
+        .expect("a free port range")
+}
+
+fn start(state_dir: &Path, base_port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_devcluster"))
+        .args(["--regions", "us-east,eu-west", "--state-dir"])
+        .arg(state_dir)
+        .args(["--base-port", &base_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("devcluster starts")
+}
+
+fn wait_for_cluster_json(child: &mut Child, path: &Path) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("devcluster exited early: {status}");
+        }
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                return value;
+            }
+        }
+        assert!(Instant::now() < deadline, "no cluster.json after 90 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn stop(child: &mut Child) {
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "devcluster did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn port_free(url: &str) -> bool {
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+#[tokio::test]
+async fn devcluster_starts_books_stops_clean_and_starts_again() {
+    let state_dir = std::env::temp_dir().join(format!("devcluster-test-{}", std::process::id()));
+    let base_port = free_base_port(2);
+    for round in 0..2 {
+        let mut child = start(&state_dir, base_port);
+        let cluster = wait_for_cluster_json(&mut child, &state_dir.join("cluster.json"));
+        let regions = cluster["regions"].as_array().unwrap();
+        assert_eq!(regions.len(), 2);
+        assert_eq!(regions[1]["name"], "eu-west");
+        assert_eq!(regions[1]["id"], 2);
+        assert!(cluster["adminToken"].as_str().unwrap().len() > 20);
+
+        // Book the eu-west demo event as a demo user, on the eu-west node.
+        let event = cluster["demo"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["homeRegion"] == "eu-west")
+            .unwrap()
+            .clone();
+        let user = &cluster["demo"]["users"][0];
+        let node = regions[1]["node"].as_str().unwrap();
+        let held = reqwest::Client::new()
+            .post(format!("{node}/api/v1/booking/reserve"))
+            .bearer_auth(user["token"].as_str().unwrap())
+            .json(&json!({"eventId": event["id"], "tickets": [{"tier": "GA", "quantity": 2}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(held.status(), reqwest::StatusCode::CREATED, "round {round}");
+        assert_eq!(held.headers()["x-served-by"], "eu-west/node-1");
+
+        stop(&mut child);
+        assert!(!state_dir.exists(), "state folder left behind");
+        for r in regions {
+            assert!(
+                port_free(r["node"].as_str().unwrap()),
+                "node port still bound"
+            );
+            assert!(
+                port_free(r["primary"].as_str().unwrap()),
+                "primary port still bound"
+            );
+        }
+    }
+}

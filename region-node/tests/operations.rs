@@ -1,0 +1,66 @@
+//! /healthz, /readyz and /metrics, and the headers every answer carries.
+
+mod common;
+
+use common::Api;
+use reqwest::StatusCode;
+
+#[tokio::test]
+async fn health_readiness_and_metrics_report_the_node() {
+    let api = Api::start().await;
+    let event = api.seeded_event(5, 0, 0, 600).await;
+    let user = api.signup("metered").await;
+    let held = api.reserve(&user, &event, &[("VIP", 2)]).await;
+    api.confirm(&user, held.body["bookingId"].as_str().unwrap(), "success")
+        .await;
+    api.reserve(&user, &event, &[("VIP", 9)]).await;
+
+    let base = &api.node.base_url;
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.headers()["x-served-by"], "us-east/node-1");
+    let ready: serde_json::Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["primary"], true);
+
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        r#"ticketing_http_requests_total{method="POST",route="/api/v1/booking/reserve",status="201"} 1"#,
+        r#"ticketing_http_requests_total{method="POST",route="/api/v1/booking/reserve",status="409"} 1"#,
+        r#"ticketing_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/api/v1/booking/confirm"} 1"#,
+        "ticketing_tickets_held_total 2",
+        "ticketing_tickets_sold_total 2",
+        r#"ticketing_booking_outcomes_total{outcome="sold_out"} 1"#,
+        r#"ticketing_db_pool_connections{state="idle"}"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_or_made() {
+    let api = Api::start().await;
+    let http = reqwest::Client::new();
+    let kept = http
+        .get(api.node.api("/events"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "abc-123");
+    let made = http.get(api.node.api("/events")).send().await.unwrap();
+    assert!(made.headers().contains_key("x-request-id"));
+}
