@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20s}
 BASE_PORT=${BASE_PORT:-18000}
 WORK=$(mktemp -d /tmp/node-bench-XXXXXX)
+# The PostgreSQL servers run as the `postgres` user when we are root: let them in.
+chmod 755 "$WORK"
 
 cargo build --release -q -p devcluster
 ./target/release/devcluster --regions us-east --state-dir "$WORK/dc" --base-port "$BASE_PORT" \
@@ -14,6 +16,7 @@ cargo build --release -q -p devcluster
 DEVCLUSTER=$!
 trap 'kill $DEVCLUSTER 2>/dev/null; wait $DEVCLUSTER 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 300); do [ -s "$WORK/dc/cluster.json" ] && break; sleep 0.2; done
+[ -s "$WORK/dc/cluster.json" ] || { echo "devcluster did not start:"; cat "$WORK/devcluster.log"; exit 1; }
 NODE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["regions"][0]["node"])' "$WORK/dc/cluster.json")
 PRIMARY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["regions"][0]["primary"])' "$WORK/dc/cluster.json")
 

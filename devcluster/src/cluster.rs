@@ -436,6 +436,19 @@ fn prepare_state_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     for d in [dir.clone(), dir.join("pg")] {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
     }
+    if crate::postgres::server_user()?.is_some() {
+        for ancestor in dir.ancestors().skip(1) {
+            let mode = std::fs::metadata(ancestor)?.permissions().mode();
+            if mode & 0o001 == 0 {
+                bail!(
+                    "the PostgreSQL servers run as the `postgres` user, which cannot enter {} \
+                     (mode {:o}); choose a --state-dir outside it",
+                    ancestor.display(),
+                    mode & 0o777
+                );
+            }
+        }
+    }
     Ok(dir)
 }
 
