@@ -64,3 +64,35 @@ async fn request_ids_are_kept_or_made() {
     let made = http.get(api.node.api("/events")).send().await.unwrap();
     assert!(made.headers().contains_key("x-request-id"));
 }
+
+#[tokio::test]
+async fn a_request_that_outlives_the_timeout_gets_a_json_504_and_no_sale() {
+    let api = Api::start_with(|c| {
+        c.http.request_timeout_ms = 300;
+        c.booking.payment_delay_ms = 2_000;
+    })
+    .await;
+    let event = api.seeded_event(3, 0, 0, 600).await;
+    let user = api.signup("slow payer").await;
+    let held = api.reserve(&user, &event, &[("VIP", 1)]).await;
+    let booking = held.body["bookingId"].as_str().unwrap();
+
+    let answer = api.confirm(&user, booking, "success").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.code(), "timeout");
+    // The payment was cut off before the sale: the hold stands and nothing is sold.
+    let sold: (i64,) = sqlx::query_as("SELECT count(*) FROM tickets WHERE status = 'sold'")
+        .fetch_one(&api.node.db)
+        .await
+        .unwrap();
+    assert_eq!(sold.0, 0);
+    let mine = api
+        .get(&format!("/booking/{booking}"), Some(&user.token))
+        .await;
+    assert_eq!(mine.body["status"], "held");
+}
