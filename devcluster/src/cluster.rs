@@ -162,7 +162,7 @@ async fn start_all(
             durability: Durability::Durable,
             max_connections: 100,
             shared_buffers: "64MB".into(),
-            extra_settings: Vec::new(),
+            ..PgOptions::default()
         })
         .await
         .with_context(|| format!("starting the {} primary", region.name))?;

@@ -47,6 +47,15 @@ impl TestNode {
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestNode> {
         let cluster = shared_test_cluster().await;
         let database_url = cluster.create_unique_database("node").await?;
+        TestNode::start_on(&database_url, adjust).await
+    }
+
+    /// Starts a node whose primary is the existing database `database_url`.
+    pub async fn start_on(
+        database_url: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<TestNode> {
+        let database_url = database_url.to_owned();
         let mut config = test_config(&database_url);
         adjust(&mut config);
         let node = Node::start(config).await?;

@@ -162,6 +162,10 @@ pub struct PgOptions {
     /// Extra `postgresql.conf` settings, written verbatim as `key = value`
     /// (quote string values yourself, e.g. `("log_statement", "'all'")`).
     pub extra_settings: Vec<(String, String)>,
+    /// Make this a streaming replica: the data directory (when new) is a `pg_basebackup -R` of
+    /// the server at this address, which may be a WAN link in front of the primary, so the
+    /// replication stream keeps flowing through it.
+    pub replica_of: Option<std::net::SocketAddr>,
 }
 
 impl Default for PgOptions {
@@ -173,6 +177,7 @@ impl Default for PgOptions {
             max_connections: 200,
             shared_buffers: "128MB".to_owned(),
             extra_settings: Vec::new(),
+            replica_of: None,
         }
     }
 }
@@ -232,9 +237,13 @@ impl PgCluster {
 
         {
             let (bindir, data_dir) = (cluster.bindir.clone(), cluster.data_dir.clone());
-            tokio::task::spawn_blocking(move || init_data_dir(&bindir, &data_dir, run_as))
-                .await
-                .context("initdb task panicked")??;
+            let replica_of = opts.replica_of;
+            tokio::task::spawn_blocking(move || match replica_of {
+                Some(source) => base_backup(&bindir, &data_dir, source, run_as),
+                None => init_data_dir(&bindir, &data_dir, run_as),
+            })
+            .await
+            .context("initdb task panicked")??;
         }
         write_settings(&cluster.data_dir, &opts, run_as)?;
 
@@ -607,6 +616,51 @@ fn create_temp_dir() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Copies the server at `source` into `data_dir` with `pg_basebackup -R` (unless `data_dir`
+/// already holds a cluster), so the copy starts as a standby streaming from `source`.
+fn base_backup(
+    bindir: &Path,
+    data_dir: &Path,
+    source: std::net::SocketAddr,
+    run_as: Option<UserIds>,
+) -> anyhow::Result<()> {
+    if data_dir.join("PG_VERSION").exists() {
+        return init_data_dir(bindir, data_dir, run_as);
+    }
+    fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    // The server refuses a data directory others can read.
+    fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod {}", data_dir.display()))?;
+    chown_to(data_dir, run_as)?;
+    let mut cmd = Command::new(bindir.join("pg_basebackup"));
+    cmd.arg("-D")
+        .arg(data_dir)
+        .args([
+            "-h",
+            &source.ip().to_string(),
+            "-p",
+            &source.port().to_string(),
+        ])
+        .args([
+            "-U",
+            SUPERUSER,
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+        ])
+        .current_dir(data_dir);
+    let output = process::output_tied(ChildSpec::new(cmd).run_as(run_as))
+        .context("running pg_basebackup")?;
+    process::check_status(
+        &format!("pg_basebackup from {source} into {}", data_dir.display()),
+        output,
+    )?;
+    Ok(())
+}
+
 /// Runs initdb unless `data_dir` already holds a cluster, and makes sure the
 /// server user owns it.
 fn init_data_dir(bindir: &Path, data_dir: &Path, run_as: Option<UserIds>) -> anyhow::Result<()> {
@@ -673,6 +727,8 @@ fn write_settings(
         ("max_wal_senders".into(), "10".into()),
         ("max_replication_slots".into(), "10".into()),
         ("hot_standby".into(), "on".into()),
+        // Lets a replica behind a slow or cut WAN link catch up without a replication slot.
+        ("wal_keep_size".into(), "'256MB'".into()),
     ];
     if opts.durability == Durability::Fast {
         for key in ["fsync", "synchronous_commit", "full_page_writes"] {

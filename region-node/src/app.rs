@@ -22,11 +22,13 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 use crate::auth::TokenKeys;
+use crate::cache::ReadCache;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::machine_lease::{IdSource, MachineLease};
 use crate::metrics::Metrics;
+use crate::replica::Readers;
 use crate::{expiry, http};
 
 /// Everything a request handler needs, shared by all of them.
@@ -37,6 +39,8 @@ pub struct Node {
     pub ids: IdSource,
     pub tokens: TokenKeys,
     pub metrics: Metrics,
+    pub readers: Arc<Readers>,
+    pub cache: ReadCache,
     served_by: HeaderValue,
 }
 
@@ -78,6 +82,12 @@ impl Node {
             config.auth.jwt_secret.as_bytes(),
             config.auth.token_ttl_seconds,
         );
+        let readers = Arc::new(Readers::new(&config, pool.clone())?);
+        readers.check_all().await;
+        let cache = ReadCache::new(
+            Duration::from_millis(config.reads.cache_ttl_ms),
+            config.reads.cache_capacity,
+        );
         let served_by = HeaderValue::from_str(&format!("{}/{}", config.region, config.node_name))
             .context("region and node name must be header-safe")?;
         Ok(Arc::new(Node {
@@ -87,6 +97,8 @@ impl Node {
             ids,
             tokens,
             metrics: Metrics::new(),
+            readers,
+            cache,
             served_by,
         }))
     }
@@ -185,6 +197,7 @@ pub async fn serve_node(
     let lease: Arc<MachineLease> = node.ids.lease_handle();
     let renewal = tokio::spawn(lease.clone().keep_renewed(node.pool.clone()));
     let sweeper = tokio::spawn(expiry::run(node.clone()));
+    let lag_watch = tokio::spawn(node.readers.clone().watch());
     tracing::info!(
         addr = %listener.local_addr()?,
         region = %node.config.region,
@@ -197,6 +210,7 @@ pub async fn serve_node(
         .await;
     renewal.abort();
     sweeper.abort();
+    lag_watch.abort();
     if let Err(error) = lease.release(&node.pool).await {
         tracing::warn!(%error, "could not release the machine lease");
     }

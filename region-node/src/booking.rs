@@ -12,9 +12,11 @@ use sqlx::{Connection, PgConnection};
 
 use crate::app::Node;
 use crate::auth::AuthUser;
+use crate::consistency::ReadAfter;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, ensure_home, id_from_db};
 use crate::payment::{self, PaymentOutcome, PaymentSimulation};
+use crate::reads::ReadAnswer;
 use crate::tickets::unknown_tier;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -377,7 +379,7 @@ pub async fn reserve(
     node.metrics.tickets_held.inc_by(tickets.len() as u64);
     node.metrics.booking_outcome("held");
     let mut view = BookingView::new(row, tickets)?;
-    view.consistency_token = Some(consistency_token(node, &mut conn).await?);
+    view.consistency_token = Some(written(node, &mut conn, view.event_id.as_i64()).await?);
     Ok(view)
 }
 
@@ -397,10 +399,19 @@ async fn find_by_idempotency_key(
     BookingView::new(row, tickets)
 }
 
-/// The position of our last commit in the home shard's WAL: a replica that has replayed it
-/// shows everything this write did.
+/// A position in the home shard's WAL at or past our commit record: a replica that has replayed
+/// it shows everything this write did. The insert position, not `pg_current_wal_lsn()`: with
+/// asynchronous commit the write position can still be short of the commit record.
+/// After a write to `event_id`: drop this node's cached reads of it and return the token.
+async fn written(node: &Node, conn: &mut PgConnection, event_id: i64) -> ApiResult<String> {
+    node.cache
+        .invalidate_event(event_id, node.region_id.get())
+        .await;
+    consistency_token(node, conn).await
+}
+
 async fn consistency_token(node: &Node, conn: &mut PgConnection) -> ApiResult<String> {
-    let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text")
+    let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_insert_lsn()::text")
         .fetch_one(conn)
         .await?;
     Ok(format!("{}:{lsn}", node.config.region))
@@ -475,7 +486,7 @@ pub async fn confirm(
         node.metrics.booking_outcome("payment_failed");
         let row = find(&mut conn, booking_id).await?;
         let mut view = BookingView::new(row, Vec::new())?;
-        view.consistency_token = Some(consistency_token(node, &mut conn).await?);
+        view.consistency_token = Some(written(node, &mut conn, view.event_id.as_i64()).await?);
         return Ok(view);
     }
 
@@ -520,7 +531,7 @@ pub async fn confirm(
     node.metrics.tickets_sold.inc_by(sold.len() as u64);
     node.metrics.booking_outcome("confirmed");
     let mut view = BookingView::new(confirmed, sold)?;
-    view.consistency_token = Some(consistency_token(node, &mut conn).await?);
+    view.consistency_token = Some(written(node, &mut conn, view.event_id.as_i64()).await?);
     Ok(view)
 }
 
@@ -553,7 +564,7 @@ pub async fn cancel(
     node.metrics.booking_outcome(new_status);
     let row = find(&mut conn, booking_id).await?;
     let mut view = BookingView::new(row, Vec::new())?;
-    view.consistency_token = Some(consistency_token(node, &mut conn).await?);
+    view.consistency_token = Some(written(node, &mut conn, view.event_id.as_i64()).await?);
     Ok(view)
 }
 
@@ -619,24 +630,83 @@ pub async fn expire_lapsed(node: &Node, batch: i64) -> ApiResult<u64> {
     Ok(bookings as u64)
 }
 
-/// One booking, for its owner or an admin.
-pub async fn get(node: &Node, caller: AuthUser, id: Id) -> ApiResult<BookingView> {
-    let mut conn = node.pool.acquire().await?;
+/// One booking, for its owner or an admin, from this region's copy of its shard.
+pub async fn get(
+    node: &Node,
+    caller: AuthUser,
+    id: Id,
+    after: &ReadAfter,
+) -> ApiResult<ReadAnswer> {
+    let source = node.read_source(node.shard_of(id)?, after).await?;
+    let mut conn = source.pool.acquire().await?;
     let row = find(&mut conn, id).await?;
     caller.ensure_can_act_for(id_from_db(row.user_id)?, "booking")?;
     let tickets = tickets_of(&mut conn, &[row.id]).await?;
-    BookingView::new(row, tickets)
+    ReadAnswer::uncached(&BookingView::new(row, tickets)?, &source)
 }
 
-/// A user's bookings, newest first.
+/// A user's bookings, newest first, gathered in parallel from every shard's replica in this
+/// region (bookings live in their event's home shard). A token makes the shard it names wait
+/// for, or skip to, data at least that new.
 pub async fn for_user(
     node: &Node,
     caller: AuthUser,
     user: Id,
     limit: i64,
-) -> ApiResult<Vec<BookingView>> {
+    after: &ReadAfter,
+) -> ApiResult<ReadAnswer> {
     caller.ensure_can_act_for(user, "booking list")?;
-    let mut conn = node.pool.acquire().await?;
+    let per_shard = node.readers.shards().map(|shard| async move {
+        let loaded = async {
+            let source = node.read_source(shard, after).await?;
+            let mut conn = source.pool.acquire().await?;
+            let views = bookings_of_user(&mut conn, user, limit).await?;
+            Ok::<_, ApiError>((views, source))
+        }
+        .await;
+        (shard.name.clone(), loaded)
+    });
+    let mut all: Vec<BookingView> = Vec::new();
+    let mut answer = ReadAnswer {
+        body: Default::default(),
+        lookup: None,
+        data_age_ms: 0,
+        stale: false,
+        sources: Vec::new(),
+        missing: Vec::new(),
+    };
+    for (shard, loaded) in futures::future::join_all(per_shard).await {
+        match loaded {
+            Ok((views, source)) => {
+                all.extend(views);
+                answer.data_age_ms = answer.data_age_ms.max(source.data_age_ms);
+                answer.stale |= source.stale;
+                answer.sources.push((shard, source.source));
+            }
+            // A token we could not honour must fail the read, not quietly drop the booking.
+            Err(error) if after.lsn_for(&shard).is_some() => return Err(error),
+            Err(error) => {
+                tracing::warn!(%shard, %error, "bookings: shard unreadable");
+                answer.missing.push(shard);
+            }
+        }
+    }
+    if answer.sources.is_empty() {
+        return Err(ApiError::Unavailable);
+    }
+    all.sort_by_key(|b| std::cmp::Reverse(b.booking_id));
+    all.truncate(limit as usize);
+    answer.body = serde_json::to_vec(&all)
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .into();
+    Ok(answer)
+}
+
+async fn bookings_of_user(
+    conn: &mut PgConnection,
+    user: Id,
+    limit: i64,
+) -> ApiResult<Vec<BookingView>> {
     let rows: Vec<BookingRow> = sqlx::query_as(&format!(
         "SELECT {BOOKING_COLUMNS} FROM bookings WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
     ))
@@ -647,13 +717,13 @@ pub async fn for_user(
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut by_booking: BTreeMap<i64, Vec<TicketRef>> = BTreeMap::new();
     if !ids.is_empty() {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        let tickets: Vec<(i64, i64, String)> = sqlx::query_as(
             "SELECT booking_id, id, tier FROM tickets WHERE booking_id = ANY($1) ORDER BY id",
         )
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        for (booking, id, tier) in rows {
+        for (booking, id, tier) in tickets {
             by_booking
                 .entry(booking)
                 .or_default()

@@ -24,6 +24,52 @@ pub struct Config {
     pub booking: BookingConfig,
     pub http: HttpConfig,
     pub ids: IdsConfig,
+    pub reads: ReadsConfig,
+}
+
+/// Where and how this node reads. Without `shards`, every read goes to `database.url` (a
+/// single-region node); with them, each shard is read from its replica in this region.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadsConfig {
+    pub shards: Vec<ShardConfig>,
+    /// Past this replay lag a shard is read elsewhere and `/readyz` reports degraded.
+    pub max_replica_lag_ms: u64,
+    /// How long a read carrying a consistency token waits for the replica to replay it before
+    /// reading the home primary instead.
+    pub token_wait_ms: u64,
+    pub lag_poll_ms: u64,
+    pub cache_ttl_ms: u64,
+    pub cache_capacity: u64,
+    /// Connections per shard reader.
+    pub pool_size: u32,
+}
+
+/// One shard (home region) as this node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// The shard's home region.
+    pub name: String,
+    /// This region's streaming replica of the shard.
+    pub replica: Option<String>,
+    /// The shard's home primary (for this node's own shard: `database.url`). Reads go there when
+    /// the replica is too far behind or down; for another region's shard that crosses the WAN.
+    pub primary: Option<String>,
+}
+
+impl Default for ReadsConfig {
+    fn default() -> Self {
+        ReadsConfig {
+            shards: Vec::new(),
+            max_replica_lag_ms: 2_000,
+            token_wait_ms: 250,
+            lag_poll_ms: 250,
+            cache_ttl_ms: 500,
+            cache_capacity: 10_000,
+            pool_size: 8,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -110,6 +156,7 @@ impl Default for Config {
             booking: BookingConfig::default(),
             http: HttpConfig::default(),
             ids: IdsConfig::default(),
+            reads: ReadsConfig::default(),
         }
     }
 }
@@ -222,6 +269,17 @@ impl Config {
         }
         if !(1..=100).contains(&self.booking.default_max_per_order) {
             return invalid("booking.default_max_per_order must be 1..=100".into());
+        }
+        for shard in &self.reads.shards {
+            if self.region_id(&shard.name).is_none() {
+                return invalid(format!(
+                    "reads.shards names unknown region {:?}",
+                    shard.name
+                ));
+            }
+        }
+        if self.reads.pool_size == 0 || self.reads.lag_poll_ms == 0 {
+            return invalid("reads.pool_size and reads.lag_poll_ms must be positive".into());
         }
         if self.ids.lease_ttl_seconds < 3 {
             return invalid("ids.lease_ttl_seconds must be at least 3".into());

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::app::Node;
+use crate::cache::{CacheKey, Lookup};
+use crate::consistency::ReadAfter;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::text;
+use crate::reads::{self, ReadAnswer};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -259,27 +262,100 @@ pub async fn find(conn: &mut PgConnection, id: Id) -> ApiResult<EventRow> {
         .ok_or_else(|| ApiError::NotFound(format!("event {id}")))
 }
 
-pub async fn get(node: &Node, id: Id) -> ApiResult<EventView> {
-    let mut conn = node.pool.acquire().await?;
-    let row = find(&mut conn, id).await?;
-    let tiers = availability(&mut *conn, &[row.id]).await?;
-    EventView::new(row, &tiers)
+/// One event with availability per tier, from this region's copy of its shard (cached).
+pub async fn get(node: &Node, id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+    let shard = node.shard_of(id)?;
+    let token = after.lsn_for(&shard.name);
+    let (entry, lookup) = node
+        .cache
+        .get_or_load(CacheKey::Event(id.as_i64()), token, || async {
+            let source = node.read_source(shard, after).await?;
+            let (mut conn, lsn) = reads::snapshot(&source).await?;
+            let row = find(&mut conn, id).await?;
+            let tiers = availability(&mut *conn, &[row.id]).await?;
+            reads::entry(&EventView::new(row, &tiers)?, &source, lsn)
+        })
+        .await?;
+    Ok(ReadAnswer::from_cached(&entry, lookup))
 }
 
-/// Upcoming and recent events of this shard, soonest first.
-pub async fn list(node: &Node, limit: i64) -> ApiResult<Vec<EventView>> {
-    let mut conn = node.pool.acquire().await?;
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events ORDER BY starts_at, id LIMIT $1"
-    ))
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let tiers = availability(&mut *conn, &ids).await?;
-    rows.into_iter()
-        .map(|row| EventView::new(row, &tiers))
-        .collect()
+/// Events of every shard, soonest first, gathered in parallel from this region's replicas
+/// (never across the WAN unless a replica is too far behind). A shard that cannot be read at
+/// all is left out and named in `X-Missing-Shards`.
+pub async fn list(node: &Node, limit: i64, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+    let per_shard = node.readers.shards().map(|shard| async move {
+        let token = after.lsn_for(&shard.name);
+        let loaded = node
+            .cache
+            .get_or_load(
+                CacheKey::EventList(shard.region_id, limit),
+                token,
+                || async {
+                    let source = node.read_source(shard, after).await?;
+                    let (mut conn, lsn) = reads::snapshot(&source).await?;
+                    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events ORDER BY starts_at, id LIMIT $1"
+                    ))
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                    let tiers = availability(&mut *conn, &ids).await?;
+                    let views = rows
+                        .into_iter()
+                        .map(|row| EventView::new(row, &tiers))
+                        .collect::<ApiResult<Vec<_>>>()?;
+                    reads::entry(&views, &source, lsn)
+                },
+            )
+            .await;
+        (shard.name.clone(), loaded)
+    });
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    let mut answer = ReadAnswer {
+        body: Default::default(),
+        lookup: Some(Lookup::Hit),
+        data_age_ms: 0,
+        stale: false,
+        sources: Vec::new(),
+        missing: Vec::new(),
+    };
+    for (shard, loaded) in futures::future::join_all(per_shard).await {
+        match loaded {
+            Ok((entry, lookup)) => {
+                let part: Vec<serde_json::Value> = serde_json::from_slice(&entry.body)
+                    .map_err(|e| ApiError::Internal(e.into()))?;
+                events.extend(part);
+                if lookup == Lookup::Miss {
+                    answer.lookup = Some(Lookup::Miss);
+                }
+                answer.data_age_ms = answer.data_age_ms.max(entry.data_age_ms());
+                answer.stale |= entry.stale;
+                answer.sources.push((shard, entry.source));
+            }
+            Err(error) => {
+                tracing::warn!(%shard, %error, "event list: shard unreadable");
+                answer.missing.push(shard);
+            }
+        }
+    }
+    if answer.sources.is_empty() {
+        return Err(ApiError::Unavailable);
+    }
+    let key = |e: &serde_json::Value| {
+        let starts = e["startsAt"].as_str().unwrap_or_default().to_owned();
+        let id: u64 = e["id"]
+            .as_str()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_default();
+        (starts, id)
+    };
+    events.sort_by_key(key);
+    events.truncate(limit as usize);
+    answer.body = serde_json::to_vec(&events)
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .into();
+    Ok(answer)
 }
 
 /// Tickets left per tier. A hold that has lapsed counts as available at once, before the

@@ -7,7 +7,9 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod booking;
+pub mod cache;
 pub mod config;
+pub mod consistency;
 pub mod error;
 pub mod events;
 pub mod expiry;
@@ -17,6 +19,8 @@ pub mod idempotency;
 pub mod machine_lease;
 pub mod metrics;
 pub mod payment;
+pub mod reads;
+pub mod replica;
 pub mod tickets;
 pub mod users;
 

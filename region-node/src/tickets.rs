@@ -7,8 +7,11 @@ use id_gen::Id;
 use serde::{Deserialize, Serialize};
 
 use crate::app::Node;
+use crate::cache::CacheKey;
+use crate::consistency::ReadAfter;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, ensure_home, id_from_db, TierView};
+use crate::reads::{self, ReadAnswer};
 
 /// Most tickets one request may create; bigger on-sales take several requests.
 pub const MAX_TICKETS_PER_REQUEST: i64 = 1_000_000;
@@ -124,6 +127,9 @@ pub async fn create(node: &Node, request: CreateTickets) -> ApiResult<CreatedTic
         .map(TierView::from_row)
         .collect();
     tx.commit().await?;
+    node.cache
+        .invalidate_event(event.id, node.region_id.get())
+        .await;
     Ok(CreatedTickets {
         event_id,
         created,
@@ -148,19 +154,30 @@ pub struct Availability {
     pub total_available: i64,
 }
 
-pub async fn availability(node: &Node, event_id: Id) -> ApiResult<Availability> {
-    let mut conn = node.pool.acquire().await?;
-    let event = events::find(&mut conn, event_id).await?;
-    let tiers: Vec<TierView> = events::availability(&mut *conn, &[event.id])
-        .await?
-        .iter()
-        .map(TierView::from_row)
-        .collect();
-    Ok(Availability {
-        event_id,
-        total_available: tiers.iter().map(|t| t.available).sum(),
-        tiers,
-    })
+/// Tickets left per tier, in the seed's shape, from this region's copy of the shard (cached).
+pub async fn availability(node: &Node, event_id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+    let shard = node.shard_of(event_id)?;
+    let token = after.lsn_for(&shard.name);
+    let (entry, lookup) = node
+        .cache
+        .get_or_load(CacheKey::Availability(event_id.as_i64()), token, || async {
+            let source = node.read_source(shard, after).await?;
+            let (mut conn, lsn) = reads::snapshot(&source).await?;
+            let event = events::find(&mut conn, event_id).await?;
+            let tiers: Vec<TierView> = events::availability(&mut *conn, &[event.id])
+                .await?
+                .iter()
+                .map(TierView::from_row)
+                .collect();
+            let view = Availability {
+                event_id,
+                total_available: tiers.iter().map(|t| t.available).sum(),
+                tiers,
+            };
+            reads::entry(&view, &source, lsn)
+        })
+        .await?;
+    Ok(ReadAnswer::from_cached(&entry, lookup))
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -186,7 +203,8 @@ pub struct TicketView {
     pub sold_at: Option<DateTime<Utc>>,
 }
 
-pub async fn get(node: &Node, id: Id) -> ApiResult<TicketView> {
+pub async fn get(node: &Node, id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+    let source = node.read_source(node.shard_of(id)?, after).await?;
     let row: TicketRow = sqlx::query_as(
         "SELECT t.id, t.event_id, t.tier, t.status,
                 (t.status = 'held' AND t.hold_expires_at <= now()) AS lapsed_hold,
@@ -195,10 +213,10 @@ pub async fn get(node: &Node, id: Id) -> ApiResult<TicketView> {
          WHERE t.id = $1",
     )
     .bind(id.as_i64())
-    .fetch_optional(&node.pool)
+    .fetch_optional(&source.pool)
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("ticket {id}")))?;
-    Ok(TicketView {
+    let view = TicketView {
         id: id_from_db(row.id)?,
         event_id: id_from_db(row.event_id)?,
         tier: row.tier,
@@ -209,5 +227,6 @@ pub async fn get(node: &Node, id: Id) -> ApiResult<TicketView> {
         },
         price_cents: row.price_cents,
         sold_at: row.sold_at,
-    })
+    };
+    ReadAnswer::uncached(&view, &source)
 }

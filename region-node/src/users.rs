@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::Node;
 use crate::auth::{AuthUser, Role};
+use crate::consistency::ReadAfter;
 use crate::error::{ApiError, ApiResult};
 use crate::events::id_from_db;
 use crate::extract::text;
+use crate::reads::ReadAnswer;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -71,13 +73,19 @@ pub async fn create(node: &Node, new: NewUser) -> ApiResult<SignedUpUser> {
 }
 
 /// A user's own record (or any, for an admin).
-pub async fn get(node: &Node, caller: AuthUser, id: Id) -> ApiResult<UserView> {
+pub async fn get(
+    node: &Node,
+    caller: AuthUser,
+    id: Id,
+    after: &ReadAfter,
+) -> ApiResult<ReadAnswer> {
     caller.ensure_can_act_for(id, "user record")?;
+    let source = node.read_source(node.shard_of(id)?, after).await?;
     let row: UserRow =
         sqlx::query_as("SELECT id, name, home_region, created_at FROM users WHERE id = $1")
             .bind(id.as_i64())
-            .fetch_optional(&node.pool)
+            .fetch_optional(&source.pool)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("user {id}")))?;
-    UserView::from_row(row)
+    ReadAnswer::uncached(&UserView::from_row(row)?, &source)
 }

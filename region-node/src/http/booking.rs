@@ -7,10 +7,12 @@ use axum::response::Response;
 use super::ListParams;
 use crate::app::Node;
 use crate::auth::AuthUser;
-use crate::booking::{self, BookingView, CancelRequest, ConfirmRequest, ReserveRequest};
+use crate::booking::{self, CancelRequest, ConfirmRequest, ReserveRequest};
+use crate::consistency::ReadAfter;
 use crate::error::ApiResult;
 use crate::extract::{Json, PathId, Query};
 use crate::idempotency::{self, IdempotencyKey};
+use crate::reads::ReadAnswer;
 
 pub async fn reserve(
     State(node): State<Arc<Node>>,
@@ -70,18 +72,18 @@ pub async fn cancel(
 pub async fn for_user(
     State(node): State<Arc<Node>>,
     caller: AuthUser,
+    after: ReadAfter,
     PathId(user): PathId,
     Query(params): Query<ListParams>,
-) -> ApiResult<axum::Json<Vec<BookingView>>> {
-    Ok(axum::Json(
-        booking::for_user(&node, caller, user, params.limit()?).await?,
-    ))
+) -> ApiResult<ReadAnswer> {
+    booking::for_user(&node, caller, user, params.limit()?, &after).await
 }
 
 pub async fn get(
     State(node): State<Arc<Node>>,
     caller: AuthUser,
+    after: ReadAfter,
     PathId(id): PathId,
-) -> ApiResult<axum::Json<BookingView>> {
-    Ok(axum::Json(booking::get(&node, caller, id).await?))
+) -> ApiResult<ReadAnswer> {
+    booking::get(&node, caller, id, &after).await
 }

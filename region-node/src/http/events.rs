@@ -6,15 +6,18 @@ use axum::http::StatusCode;
 use super::ListParams;
 use crate::app::Node;
 use crate::auth::AdminUser;
+use crate::consistency::ReadAfter;
 use crate::error::ApiResult;
 use crate::events::{self, EventView, NewEvent};
 use crate::extract::{Json, PathId, Query};
+use crate::reads::ReadAnswer;
 
 pub async fn list(
     State(node): State<Arc<Node>>,
+    after: ReadAfter,
     Query(params): Query<ListParams>,
-) -> ApiResult<axum::Json<Vec<EventView>>> {
-    Ok(axum::Json(events::list(&node, params.limit()?).await?))
+) -> ApiResult<ReadAnswer> {
+    events::list(&node, params.limit()?, &after).await
 }
 
 pub async fn create(
@@ -30,7 +33,8 @@ pub async fn create(
 
 pub async fn get(
     State(node): State<Arc<Node>>,
+    after: ReadAfter,
     PathId(id): PathId,
-) -> ApiResult<axum::Json<EventView>> {
-    Ok(axum::Json(events::get(&node, id).await?))
+) -> ApiResult<ReadAnswer> {
+    events::get(&node, id, &after).await
 }

@@ -28,6 +28,7 @@ pub fn api_routes() -> Router<Arc<Node>> {
         .route("/booking/cancel", post(booking::cancel))
         .route("/booking/user/{id}", get(booking::for_user))
         .route("/booking/{id}", get(booking::get))
+        .route("/cluster", get(ops::cluster))
 }
 
 pub fn ops_routes() -> Router<Arc<Node>> {

@@ -24,22 +24,49 @@ pub async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
     .map(|r| r.is_ok())
     .unwrap_or(false);
     let lease = node.ids.lease().is_valid();
+    let shards = node.readers.health();
+    let lagging: Vec<&str> = shards
+        .iter()
+        .filter(|s| s.lagging)
+        .map(|s| s.shard.as_str())
+        .collect();
     let ready = database && lease;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    // Degraded still serves: lagging shards are read elsewhere.
+    let (status, word) = match (ready, lagging.is_empty()) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+        (true, true) => (StatusCode::OK, "ready"),
+        (true, false) => (StatusCode::OK, "degraded"),
     };
     (
         status,
         axum::Json(json!({
-            "status": if ready { "ready" } else { "not_ready" },
+            "status": word,
             "region": node.config.region,
             "node": node.config.node_name,
             "checks": { "primary": database, "machineLease": lease },
             "machine": node.ids.lease().machine(),
+            "laggingShards": lagging,
+            "shards": shards,
         })),
     )
+}
+
+/// This node's view of the cluster: regions, its shard readers with their lag, cache use.
+pub async fn cluster(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let cache = &node.cache;
+    axum::Json(json!({
+        "region": node.config.region,
+        "node": node.config.node_name,
+        "regions": node.config.regions,
+        "maxReplicaLagMs": node.config.reads.max_replica_lag_ms,
+        "shards": node.readers.health(),
+        "cache": {
+            "hits": cache.hits(),
+            "misses": cache.misses(),
+            "hitRatio": cache.hit_ratio(),
+        },
+        "pool": { "size": node.pool.size(), "idle": node.pool.num_idle() },
+    }))
 }
 
 pub async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {

@@ -6,9 +6,11 @@ use serde::Deserialize;
 
 use crate::app::Node;
 use crate::auth::AdminUser;
+use crate::consistency::ReadAfter;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{parse_id, Json, PathId, Query};
-use crate::tickets::{self, Availability, CreateTickets, CreatedTickets, TicketView};
+use crate::reads::ReadAnswer;
+use crate::tickets::{self, CreateTickets, CreatedTickets};
 
 pub async fn create(
     State(node): State<Arc<Node>>,
@@ -29,18 +31,20 @@ pub struct AvailabilityParams {
 
 pub async fn availability(
     State(node): State<Arc<Node>>,
+    after: ReadAfter,
     Query(params): Query<AvailabilityParams>,
-) -> ApiResult<axum::Json<Availability>> {
+) -> ApiResult<ReadAnswer> {
     let raw = params
         .event_id
         .ok_or_else(|| ApiError::Validation("eventId is required: /tickets?eventId=<id>".into()))?;
     let event_id = parse_id("eventId", &raw)?;
-    Ok(axum::Json(tickets::availability(&node, event_id).await?))
+    tickets::availability(&node, event_id, &after).await
 }
 
 pub async fn get(
     State(node): State<Arc<Node>>,
+    after: ReadAfter,
     PathId(id): PathId,
-) -> ApiResult<axum::Json<TicketView>> {
-    Ok(axum::Json(tickets::get(&node, id).await?))
+) -> ApiResult<ReadAnswer> {
+    tickets::get(&node, id, &after).await
 }

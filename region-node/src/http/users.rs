@@ -5,9 +5,11 @@ use axum::http::StatusCode;
 
 use crate::app::Node;
 use crate::auth::AuthUser;
+use crate::consistency::ReadAfter;
 use crate::error::ApiResult;
 use crate::extract::{Json, PathId};
-use crate::users::{self, NewUser, SignedUpUser, UserView};
+use crate::reads::ReadAnswer;
+use crate::users::{self, NewUser, SignedUpUser};
 
 pub async fn create(
     State(node): State<Arc<Node>>,
@@ -22,7 +24,8 @@ pub async fn create(
 pub async fn get(
     State(node): State<Arc<Node>>,
     caller: AuthUser,
+    after: ReadAfter,
     PathId(id): PathId,
-) -> ApiResult<axum::Json<UserView>> {
-    Ok(axum::Json(users::get(&node, caller, id).await?))
+) -> ApiResult<ReadAnswer> {
+    users::get(&node, caller, id, &after).await
 }

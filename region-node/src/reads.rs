@@ -1,0 +1,142 @@
+//! How a read is answered: the shard reader picks a source, the snapshot records the WAL
+//! position it includes, and the answer carries `X-Cache`, `X-Data-Age-Ms` and where it came from.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use id_gen::Id;
+use serde::Serialize;
+use sqlx::pool::PoolConnection;
+use sqlx::Postgres;
+
+use crate::app::Node;
+use crate::cache::{Cached, Lookup};
+use crate::consistency::{Lsn, ReadAfter};
+use crate::error::{ApiError, ApiResult};
+use crate::replica::{ReadSource, ShardReader, Source};
+
+impl Node {
+    /// The reader of the shard an id was minted in.
+    pub fn shard_of(&self, id: Id) -> ApiResult<&ShardReader> {
+        self.readers
+            .shard_by_region(id.region().get())
+            .ok_or_else(|| ApiError::InvalidId(format!("{id} names no region this node reads")))
+    }
+
+    /// A source for `shard` that honours the read's consistency token for it.
+    pub async fn read_source(
+        &self,
+        shard: &ShardReader,
+        after: &ReadAfter,
+    ) -> ApiResult<ReadSource> {
+        self.readers.source(shard, after.lsn_for(&shard.name)).await
+    }
+}
+
+/// A connection on `source` and the WAL position its reads will include at least (asked before
+/// the data, and replay only moves forward).
+pub async fn snapshot(source: &ReadSource) -> ApiResult<(PoolConnection<Postgres>, Lsn)> {
+    let mut conn = source.pool.acquire().await?;
+    let sql = match source.source {
+        Source::Replica => "SELECT pg_last_wal_replay_lsn()::text",
+        Source::Primary => "SELECT pg_current_wal_insert_lsn()::text",
+    };
+    let (lsn,): (Option<String>,) = sqlx::query_as(sql).fetch_one(&mut *conn).await?;
+    let lsn = lsn.and_then(|l| l.parse().ok()).unwrap_or_default();
+    Ok((conn, lsn))
+}
+
+/// Serializes a value read from `source` into a cache entry.
+pub fn entry<T: Serialize>(value: &T, source: &ReadSource, lsn: Lsn) -> ApiResult<Cached> {
+    Ok(Cached {
+        body: Bytes::from(serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))?),
+        lsn,
+        source: source.source,
+        shard: source.shard.clone(),
+        data_age_ms: source.data_age_ms,
+        stale: source.stale,
+        read_at: Instant::now(),
+    })
+}
+
+/// A read's JSON answer with its freshness headers.
+pub struct ReadAnswer {
+    pub body: Bytes,
+    pub lookup: Option<Lookup>,
+    pub data_age_ms: u64,
+    pub stale: bool,
+    pub sources: Vec<(String, Source)>,
+    /// Shards a gather could not read at all (their answer is partial).
+    pub missing: Vec<String>,
+}
+
+impl ReadAnswer {
+    pub fn from_cached(entry: &Cached, lookup: Lookup) -> ReadAnswer {
+        ReadAnswer {
+            body: entry.body.clone(),
+            lookup: Some(lookup),
+            data_age_ms: entry.data_age_ms(),
+            stale: entry.stale,
+            sources: vec![(entry.shard.clone(), entry.source)],
+            missing: Vec::new(),
+        }
+    }
+
+    pub fn uncached<T: Serialize>(value: &T, source: &ReadSource) -> ApiResult<ReadAnswer> {
+        Ok(ReadAnswer {
+            body: Bytes::from(serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))?),
+            lookup: None,
+            data_age_ms: source.data_age_ms,
+            stale: source.stale,
+            sources: vec![(source.shard.clone(), source.source)],
+            missing: Vec::new(),
+        })
+    }
+}
+
+impl IntoResponse for ReadAnswer {
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::OK, self.body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(lookup) = self.lookup {
+            let value = if lookup == Lookup::Hit { "hit" } else { "miss" };
+            headers.insert("x-cache", HeaderValue::from_static(value));
+        }
+        if let Ok(age) =
+            HeaderValue::from_str(&self.data_age_ms.min(u64::from(u32::MAX)).to_string())
+        {
+            headers.insert("x-data-age-ms", age);
+        }
+        let sources = self
+            .sources
+            .iter()
+            .map(|(shard, source)| {
+                let source = if *source == Source::Replica {
+                    "replica"
+                } else {
+                    "primary"
+                };
+                format!("{shard}={source}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(value) = HeaderValue::from_str(&sources) {
+            headers.insert("x-read-source", value);
+        }
+        if self.stale {
+            headers.insert("x-stale", HeaderValue::from_static("true"));
+        }
+        if !self.missing.is_empty() {
+            if let Ok(value) = HeaderValue::from_str(&self.missing.join(", ")) {
+                headers.insert("x-missing-shards", value);
+            }
+        }
+        response
+    }
+}
