@@ -1,19 +1,23 @@
-//! `devcluster`: the platform on one machine. Per region, a PostgreSQL primary for its shard and
-//! a region-node process; demo data; `cluster.json` in the state folder. Everything it starts is
-//! tied to its lifetime and everything it made is removed when it stops.
+//! `devcluster`: the platform on one machine. Per region: a PostgreSQL primary for its shard, a
+//! streaming replica of every shard, and a region-node process; between regions, WAN links that
+//! delay every byte crossing them (replication streams and a node's reads of another region's
+//! primary); demo data; `cluster.json` in the state folder. Everything it starts is tied to its
+//! lifetime and everything it made is removed when it stops. Tests drive the same [`Cluster`]
+//! in-process, to cut links and stop primaries.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use region_node::auth::{Role, TokenKeys};
-use region_node::config::{default_regions, Config as NodeConfig, RegionConfig};
-use serde::Serialize;
+use region_node::config::{default_regions, Config as NodeConfig, RegionConfig, ShardConfig};
 use serde_json::{json, Value};
 
 use crate::postgres::{Durability, PgCluster, PgOptions};
 use crate::process::{spawn_tied, ChildSpec};
+use crate::wan::{self, WanLink, WanLinkConfig};
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -22,24 +26,16 @@ pub struct ClusterSpec {
     pub latency_scale: f64,
     pub state_dir: PathBuf,
     pub base_port: u16,
+    /// The `devcluster` binary, which runs each node as `devcluster run-node`.
+    pub program: PathBuf,
 }
+
+const PRIMARY_MAX_CONNECTIONS: u32 = 100;
 
 /// Port layout from `--base-port N`: region i's router at N+1+i, node at N+1001+i, primary at
-/// N+2001+i (the defaults give the 8081 / 9081 of DESIGN section 7).
-struct Ports {
-    node: u16,
-    primary: u16,
-}
-
-fn ports(base: u16, index: usize) -> anyhow::Result<Ports> {
-    let at = |offset: u32| -> anyhow::Result<u16> {
-        u16::try_from(u32::from(base) + offset + index as u32)
-            .context("--base-port is too high for this many regions")
-    };
-    Ok(Ports {
-        node: at(1001)?,
-        primary: at(2001)?,
-    })
+/// N+2001+i, its replica of shard j at N+2101+10i+j (the defaults give DESIGN's 8081 / 9081).
+fn port(base: u16, offset: u32) -> anyhow::Result<u16> {
+    u16::try_from(u32::from(base) + offset).context("--base-port is too high for this many regions")
 }
 
 /// Region names with their Snowflake region ids: the defaults keep theirs, others follow.
@@ -80,142 +76,389 @@ fn region_table(names: &[String]) -> anyhow::Result<Vec<RegionConfig>> {
     Ok(table)
 }
 
-struct RunningRegion {
-    config: RegionConfig,
-    primary: PgCluster,
-    primary_url: String,
-    node_url: String,
+/// A region: its primary, its replicas of every shard, its node.
+pub struct Region {
+    pub config: RegionConfig,
+    pub primary: PgCluster,
+    pub primary_url: String,
+    /// (shard, replica, URL) for every shard, this region's own included.
+    pub replicas: Vec<(String, PgCluster, String)>,
+    pub node_url: String,
     node: Child,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RegionEntry {
-    name: String,
-    id: u8,
-    node: String,
-    primary: String,
-    /// Each shard's replica in this region; filled once replicas exist (multi-region issue).
-    replicas: serde_json::Map<String, Value>,
+/// A directed WAN link: traffic from region `from` to a service homed in `to`.
+pub struct Link {
+    pub from: String,
+    pub to: String,
+    pub link: WanLink,
 }
 
-/// Starts the cluster, waits for Ctrl-C or SIGTERM, then stops it and removes its state.
-pub async fn run(spec: ClusterSpec) -> anyhow::Result<()> {
-    let regions = region_table(&spec.regions)?;
-    let state_dir = prepare_state_dir(&spec.state_dir)?;
-    let secret = random_secret()?;
-    let started = Instant::now();
-    if (spec.latency_scale - 1.0).abs() > f64::EPSILON {
-        tracing::warn!(
-            "--latency-scale is accepted but there are no WAN links yet: regions do not talk to \
-             each other until the router and replicas exist"
-        );
-    }
+/// A running cluster.
+pub struct Cluster {
+    pub state_dir: PathBuf,
+    pub regions: Vec<Region>,
+    pub links: Vec<Link>,
+    pub admin_token: String,
+    pub demo: Value,
+}
 
-    let mut running: Vec<RunningRegion> = Vec::new();
-    let result = start_all(&spec, &regions, &state_dir, &secret, &mut running).await;
-    let outcome = match result {
-        Ok(()) => {
-            println!(
-                "devcluster up in {:.1} s; state in {}",
-                started.elapsed().as_secs_f64(),
-                state_dir.display()
-            );
-            for r in &running {
-                println!(
-                    "  {:<14} node {}   primary {}",
-                    r.config.name, r.node_url, r.primary_url
-                );
+impl Cluster {
+    /// Starts everything; on failure stops what it started.
+    pub async fn start(spec: &ClusterSpec) -> anyhow::Result<Cluster> {
+        let table = region_table(&spec.regions)?;
+        let state_dir = prepare_state_dir(&spec.state_dir)?;
+        let mut cluster = Cluster {
+            state_dir,
+            regions: Vec::new(),
+            links: Vec::new(),
+            admin_token: String::new(),
+            demo: Value::Null,
+        };
+        match cluster.start_all(spec, &table).await {
+            Ok(()) => Ok(cluster),
+            Err(e) => {
+                cluster.stop().await;
+                Err(e)
             }
-            println!("cluster.json: {}", state_dir.join("cluster.json").display());
-            println!("Ctrl-C stops everything.");
-            watch(&mut running).await;
-            Ok(())
         }
-        Err(e) => Err(e),
-    };
-    println!("stopping…");
-    stop_all(&mut running).await;
-    let _ = std::fs::remove_dir_all(&state_dir);
-    outcome
-}
-
-async fn start_all(
-    spec: &ClusterSpec,
-    regions: &[RegionConfig],
-    state_dir: &Path,
-    secret: &str,
-    running: &mut Vec<RunningRegion>,
-) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("locating the devcluster binary")?;
-    // Primaries first, all of them, then nodes: initdb dominates start-up.
-    let mut primaries = Vec::new();
-    for (i, region) in regions.iter().enumerate() {
-        let ports = ports(spec.base_port, i)?;
-        let cluster = PgCluster::start(PgOptions {
-            data_dir: Some(
-                state_dir
-                    .join("pg")
-                    .join(format!("{}-primary", region.name)),
-            ),
-            port: Some(ports.primary),
-            durability: Durability::Durable,
-            max_connections: 100,
-            shared_buffers: "64MB".into(),
-            ..PgOptions::default()
-        })
-        .await
-        .with_context(|| format!("starting the {} primary", region.name))?;
-        let url = cluster.create_database("ticketing").await?;
-        primaries.push((cluster, url));
     }
-    for (i, (region, (primary, primary_url))) in regions.iter().zip(primaries).enumerate() {
-        let ports = ports(spec.base_port, i)?;
+
+    async fn start_all(
+        &mut self,
+        spec: &ClusterSpec,
+        table: &[RegionConfig],
+    ) -> anyhow::Result<()> {
+        let secret = random_secret()?;
+        let base = spec.base_port;
+        // Primaries first: initdb dominates start-up.
+        let mut primaries = Vec::new();
+        for (i, region) in table.iter().enumerate() {
+            let primary = PgCluster::start(PgOptions {
+                data_dir: Some(
+                    self.state_dir
+                        .join("pg")
+                        .join(format!("{}-primary", region.name)),
+                ),
+                port: Some(port(base, 2001 + i as u32)?),
+                durability: Durability::Durable,
+                max_connections: PRIMARY_MAX_CONNECTIONS,
+                shared_buffers: "32MB".into(),
+                ..PgOptions::default()
+            })
+            .await
+            .with_context(|| format!("starting the {} primary", region.name))?;
+            let url = primary.create_database("ticketing").await?;
+            primaries.push((primary, url));
+        }
+        // A link for every (region, other region's shard): its replication stream and its
+        // node's reads of that primary cross the ocean through it.
+        for from in table {
+            for (j, to) in table.iter().enumerate() {
+                if from.name == to.name {
+                    continue;
+                }
+                let target = SocketAddr::from(([127, 0, 0, 1], primaries[j].0.port()));
+                let link = WanLink::start(WanLinkConfig::new(
+                    format!("{}->{} primary", from.name, to.name),
+                    target,
+                    wan::one_way(&from.name, &to.name, spec.latency_scale),
+                ))
+                .await?;
+                self.links.push(Link {
+                    from: from.name.clone(),
+                    to: to.name.clone(),
+                    link,
+                });
+            }
+        }
+        // Replicas of every shard in every region, made in parallel.
+        let replica_starts = table.iter().enumerate().flat_map(|(i, region)| {
+            let links = &self.links;
+            let primaries = &primaries;
+            let state_dir = &self.state_dir;
+            table.iter().enumerate().map(move |(j, shard)| async move {
+                let source = if region.name == shard.name {
+                    SocketAddr::from(([127, 0, 0, 1], primaries[j].0.port()))
+                } else {
+                    links
+                        .iter()
+                        .find(|l| l.from == region.name && l.to == shard.name)
+                        .map(|l| l.link.local_addr())
+                        .context("link for a replica")?
+                };
+                let replica = PgCluster::start(PgOptions {
+                    data_dir: Some(
+                        state_dir
+                            .join("pg")
+                            .join(format!("{}-replica-of-{}", region.name, shard.name)),
+                    ),
+                    port: Some(port(base, 2101 + 10 * i as u32 + j as u32)?),
+                    durability: Durability::Durable,
+                    // A hot standby needs at least its primary's max_connections.
+                    max_connections: PRIMARY_MAX_CONNECTIONS,
+                    shared_buffers: "16MB".into(),
+                    replica_of: Some(source),
+                    ..PgOptions::default()
+                })
+                .await
+                .with_context(|| format!("starting {}'s replica of {}", region.name, shard.name))?;
+                let url = replica.url("ticketing");
+                anyhow::Ok((i, shard.name.clone(), replica, url))
+            })
+        });
+        let mut replicas: Vec<Vec<(String, PgCluster, String)>> =
+            table.iter().map(|_| Vec::new()).collect();
+        let mut failure = None;
+        for started in futures::future::join_all(replica_starts).await {
+            match started {
+                Ok((i, shard, replica, url)) => replicas[i].push((shard, replica, url)),
+                Err(e) => failure = Some(e),
+            }
+        }
+        // Keep whatever started so that `stop` can clean it up, then report.
+        for ((region, (primary, primary_url)), replicas) in
+            table.iter().zip(primaries).zip(replicas)
+        {
+            let i = self.regions.len();
+            let node_port = port(base, 1001 + i as u32)?;
+            let node = self.spawn_node(
+                spec,
+                table,
+                region,
+                &primary_url,
+                &replicas,
+                node_port,
+                &secret,
+            )?;
+            self.regions.push(Region {
+                config: region.clone(),
+                primary,
+                primary_url,
+                replicas,
+                node_url: format!("http://127.0.0.1:{node_port}"),
+                node,
+            });
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let http = reqwest::Client::new();
+        for region in &mut self.regions {
+            wait_ready(&http, region).await?;
+        }
+        let tokens = TokenKeys::new(secret.as_bytes(), 30 * 24 * 3600);
+        self.demo = seed_demo_data(&http, &self.regions, &tokens).await?;
+        self.admin_token = self.demo["adminToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let path = self.state_dir.join("cluster.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&self.cluster_json())?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_node(
+        &self,
+        spec: &ClusterSpec,
+        table: &[RegionConfig],
+        region: &RegionConfig,
+        primary_url: &str,
+        replicas: &[(String, PgCluster, String)],
+        node_port: u16,
+        secret: &str,
+    ) -> anyhow::Result<Child> {
         let mut config = NodeConfig {
             region: region.name.clone(),
             node_name: "node-1".into(),
-            listen: ([127, 0, 0, 1], ports.node).into(),
-            regions: regions.to_vec(),
+            listen: ([127, 0, 0, 1], node_port).into(),
+            regions: table.to_vec(),
             ..NodeConfig::default()
         };
-        config.database.url = primary_url.clone();
+        config.database.url = primary_url.to_owned();
         config.auth.jwt_secret = secret.to_owned();
-        let config_path = state_dir.join(format!("{}-node.toml", region.name));
+        config.reads.shards = replicas
+            .iter()
+            .map(|(shard, _, url)| ShardConfig {
+                name: shard.clone(),
+                replica: Some(url.clone()),
+                primary: self
+                    .links
+                    .iter()
+                    .find(|l| l.from == region.name && &l.to == shard)
+                    .map(|l| format!("postgres://postgres@{}/ticketing", l.link.local_addr())),
+            })
+            .collect();
+        let config_path = self.state_dir.join(format!("{}-node.toml", region.name));
         std::fs::write(&config_path, toml::to_string(&config)?)?;
         let log = std::fs::File::create(
-            state_dir
+            self.state_dir
                 .join("logs")
                 .join(format!("{}-node.log", region.name)),
         )?;
-        let mut command = Command::new(&exe);
+        let mut command = Command::new(&spec.program);
         command
             .arg("run-node")
             .arg("--config")
             .arg(&config_path)
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
-        let node = spawn_tied(ChildSpec::new(command).death_signal(libc::SIGTERM))
-            .with_context(|| format!("starting the {} node", region.name))?;
-        running.push(RunningRegion {
-            config: region.clone(),
-            primary,
-            primary_url,
-            node_url: format!("http://127.0.0.1:{}", ports.node),
-            node,
-        });
+        spawn_tied(ChildSpec::new(command).death_signal(libc::SIGTERM))
+            .with_context(|| format!("starting the {} node", region.name))
     }
-    let http = reqwest::Client::new();
-    for r in running.iter_mut() {
-        wait_ready(&http, r).await?;
+
+    pub fn region(&self, name: &str) -> &Region {
+        self.regions
+            .iter()
+            .find(|r| r.config.name == name)
+            .unwrap_or_else(|| panic!("no region {name}"))
     }
-    let tokens = TokenKeys::new(secret.as_bytes(), 30 * 24 * 3600);
-    let demo = seed_demo_data(&http, running, &tokens).await?;
-    write_cluster_json(state_dir, running, &demo)?;
+
+    pub fn region_mut(&mut self, name: &str) -> &mut Region {
+        self.regions
+            .iter_mut()
+            .find(|r| r.config.name == name)
+            .unwrap_or_else(|| panic!("no region {name}"))
+    }
+
+    /// The link carrying traffic from `from` to services homed in `to`.
+    pub fn link(&self, from: &str, to: &str) -> Option<&WanLink> {
+        self.links
+            .iter()
+            .find(|l| l.from == from && l.to == to)
+            .map(|l| &l.link)
+    }
+
+    /// A region goes dark to the others: every link into or out of it black-holes.
+    pub fn cut_region(&self, name: &str) {
+        for l in self.links.iter().filter(|l| l.from == name || l.to == name) {
+            l.link.cut();
+        }
+    }
+
+    pub fn restore_region(&self, name: &str) {
+        for l in self.links.iter().filter(|l| l.from == name || l.to == name) {
+            l.link.restore();
+        }
+    }
+
+    /// The machine-readable description of DESIGN section 7.
+    pub fn cluster_json(&self) -> Value {
+        let regions: Vec<Value> = self
+            .regions
+            .iter()
+            .map(|r| {
+                let replicas: serde_json::Map<String, Value> = r
+                    .replicas
+                    .iter()
+                    .map(|(shard, _, url)| (shard.clone(), Value::String(url.clone())))
+                    .collect();
+                json!({
+                    "name": r.config.name,
+                    "id": r.config.id,
+                    "node": r.node_url,
+                    "primary": r.primary_url,
+                    "replicas": replicas,
+                })
+            })
+            .collect();
+        let links: Vec<Value> = self
+            .links
+            .iter()
+            .map(|l| {
+                json!({"from": l.from, "to": l.to, "address": l.link.local_addr().to_string(),
+                             "oneWayDelayMs": l.link.one_way_delay().as_millis() as u64})
+            })
+            .collect();
+        json!({
+            "adminToken": self.admin_token,
+            "regions": regions,
+            "links": links,
+            "demo": {"events": self.demo["events"], "users": self.demo["users"]},
+        })
+    }
+
+    /// Stops every process and link and removes the state folder.
+    pub async fn stop(mut self) {
+        for r in &self.regions {
+            // SIGTERM: the node finishes in-flight requests and gives its machine lease back.
+            crate::process::terminate(&r.node);
+        }
+        for r in &mut self.regions {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(r.node.try_wait(), Ok(None)) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = r.node.kill();
+            let _ = r.node.wait();
+        }
+        for l in self.links.drain(..) {
+            l.link.shutdown().await;
+        }
+        for r in &mut self.regions {
+            for (_, replica, _) in &mut r.replicas {
+                replica.stop().await;
+            }
+            r.primary.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+/// Starts the cluster, waits for Ctrl-C or SIGTERM, then stops it and removes its state.
+pub async fn run(spec: ClusterSpec) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut cluster = Cluster::start(&spec).await?;
+    println!(
+        "devcluster up in {:.1} s; state in {}",
+        started.elapsed().as_secs_f64(),
+        cluster.state_dir.display()
+    );
+    for r in &cluster.regions {
+        println!(
+            "  {:<14} node {}   primary {}",
+            r.config.name, r.node_url, r.primary_url
+        );
+    }
+    println!(
+        "cluster.json: {}",
+        cluster.state_dir.join("cluster.json").display()
+    );
+    println!("Ctrl-C stops everything.");
+    watch(&mut cluster).await;
+    println!("stopping…");
+    cluster.stop().await;
     Ok(())
 }
 
-async fn wait_ready(http: &reqwest::Client, region: &mut RunningRegion) -> anyhow::Result<()> {
+/// Waits for Ctrl-C or SIGTERM, reporting any node that dies meanwhile.
+async fn watch(cluster: &mut Cluster) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = check.tick() => {
+                for r in cluster.regions.iter_mut() {
+                    if let Ok(Some(status)) = r.node.try_wait() {
+                        eprintln!("the {} node exited ({status}); see its log", r.config.name);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn wait_ready(http: &reqwest::Client, region: &mut Region) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = format!("{}/readyz", region.node_url);
     loop {
@@ -244,7 +487,7 @@ async fn wait_ready(http: &reqwest::Client, region: &mut RunningRegion) -> anyho
 /// One event per region with the seed's tiers and prices, a few thousand tickets, a few users.
 async fn seed_demo_data(
     http: &reqwest::Client,
-    regions: &[RunningRegion],
+    regions: &[Region],
     tokens: &TokenKeys,
 ) -> anyhow::Result<Value> {
     let first = &regions[0];
@@ -345,73 +588,6 @@ async fn post(
         bail!("POST {url}: {status} {body}");
     }
     Ok(body)
-}
-
-fn write_cluster_json(
-    state_dir: &Path,
-    regions: &[RunningRegion],
-    demo: &Value,
-) -> anyhow::Result<()> {
-    let entries: Vec<RegionEntry> = regions
-        .iter()
-        .map(|r| RegionEntry {
-            name: r.config.name.clone(),
-            id: r.config.id,
-            node: r.node_url.clone(),
-            primary: r.primary_url.clone(),
-            replicas: serde_json::Map::new(),
-        })
-        .collect();
-    let document = json!({
-        "adminToken": demo["adminToken"],
-        "regions": entries,
-        "demo": {"events": demo["events"], "users": demo["users"]},
-    });
-    let path = state_dir.join("cluster.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&document)?)
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-/// Waits for Ctrl-C or SIGTERM, reporting any node that dies meanwhile.
-async fn watch(running: &mut [RunningRegion]) {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    let mut check = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
-            _ = check.tick() => {
-                for r in running.iter_mut() {
-                    if let Ok(Some(status)) = r.node.try_wait() {
-                        eprintln!("the {} node exited ({status}); see its log", r.config.name);
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn stop_all(running: &mut [RunningRegion]) {
-    for r in running.iter_mut() {
-        // SIGTERM: the node finishes in-flight requests and gives its machine lease back.
-        unsafe {
-            libc::kill(r.node.id() as libc::pid_t, libc::SIGTERM);
-        }
-    }
-    for r in running.iter_mut() {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(r.node.try_wait(), Ok(None)) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = r.node.kill();
-        let _ = r.node.wait();
-        r.primary.stop().await;
-    }
 }
 
 /// A state folder of our own: leftovers of a run that was killed are removed first.

@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
                 latency_scale: cli.latency_scale,
                 state_dir: cli.state_dir,
                 base_port: cli.base_port,
+                program: std::env::current_exe()?,
             }))
         }
     }

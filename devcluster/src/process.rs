@@ -270,3 +270,11 @@ pub fn check_status(what: &str, output: Output) -> anyhow::Result<Output> {
         String::from_utf8_lossy(&output.stdout).trim_end(),
     )
 }
+
+/// Asks a child to stop gracefully (SIGTERM); the caller waits for it.
+pub fn terminate(child: &Child) {
+    // SAFETY: kill(2) on a pid we spawned; at worst it names a process that already exited.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+}
