@@ -1,0 +1,390 @@
+//! Router configuration: defaults < TOML file < `TICKETING_` environment variables (figment),
+//! the same layering as region-node.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+use crate::client_region::Cidr;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This router's region: reads go to its node, and writes homed here too.
+    pub region: String,
+    /// Name in logs, in `X-Served-By` of answers the router gives itself, and in the hop header.
+    pub router_name: String,
+    /// Address the binary listens on (tests pass their own listener).
+    pub listen: SocketAddr,
+    /// Every region of the deployment: its Snowflake region id and where its node and router
+    /// are. URLs may use DNS names (see `dns`).
+    pub regions: Vec<RegionConfig>,
+    /// Peers (CIDRs) whose `X-Client-Region` and `X-Forwarded-For` are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Client networks known to be in a region; the most specific match wins.
+    pub client_region_cidrs: Vec<ClientRegionCidr>,
+    pub dns: DnsConfig,
+    pub timeouts: TimeoutsConfig,
+    pub http: HttpConfig,
+    pub upstream: UpstreamConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    pub name: String,
+    /// The region bits of the Snowflake ids minted there (1..=31).
+    pub id: u8,
+    /// Base URL of the region's node, e.g. `http://node.us-east.ticketing.test:9081`.
+    pub node: String,
+    /// Base URL of the region's router, where other regions send writes homed here.
+    pub router: String,
+    /// For the router's own region: where reads go when the local node is down, in order.
+    /// Defaults to every other region in the order of `regions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_order: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRegionCidr {
+    pub cidr: Cidr,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Nameserver for region hostnames (UDP, then TCP), e.g. `127.0.0.1:5353`. Unset: the
+    /// system resolver (or IP literals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nameserver: Option<SocketAddr>,
+    /// Bound on one lookup, so a dead nameserver cannot eat the unreachable budget.
+    pub timeout_ms: u64,
+    /// How long a system-resolver answer is reused (the system resolver reports no TTL).
+    pub system_cache_ms: u64,
+    /// Cap on the TTL honoured from the nameserver, so a long TTL cannot pin traffic to a dead
+    /// endpoint for long.
+    pub max_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// TCP connect to an upstream. Must allow one WAN round trip (up to ~250 ms) plus margin.
+    pub connect_ms: u64,
+    /// Whole upstream call, retries included, once the upstream has shown it is alive.
+    pub request_ms: u64,
+    /// An upstream that gives no sign of life (no answer, and no answer to a liveness probe)
+    /// within this is unreachable: `503` for writes, the next region for reads.
+    pub unreachable_ms: u64,
+    /// Time allowed for the liveness probe (`GET /healthz`), sent `unreachable_ms - probe_ms`
+    /// after the request when no answer has come. Allow two WAN round trips (connect + GET).
+    pub probe_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body accepted; larger ones get a JSON `413`.
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Extra attempts for a request whose connection broke after it was sent (same
+    /// `Idempotency-Key`). Never after an HTTP answer; never after a failed connect.
+    pub retries: u32,
+    /// Idle keep-alive connections are closed after this. Connections are pooled per resolved
+    /// address, so after a DNS change the old address's connections only idle out.
+    pub pool_idle_timeout_ms: u64,
+    pub pool_max_idle_per_host: usize,
+    /// Every this often, `GET /healthz` each peer router and the local node, so a warm
+    /// connection (and a fresh DNS answer) is ready before the next write. 0 disables it.
+    pub warm_interval_ms: u64,
+    /// After an upstream was unreachable, reads try other regions first for this long.
+    pub down_for_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            region: "us-east".into(),
+            router_name: "router-1".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            regions: default_regions(),
+            trusted_proxies: Vec::new(),
+            client_region_cidrs: Vec::new(),
+            dns: DnsConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            http: HttpConfig::default(),
+            upstream: UpstreamConfig::default(),
+        }
+    }
+}
+
+/// The local three-region layout of DESIGN section 1, on devcluster's default ports.
+pub fn default_regions() -> Vec<RegionConfig> {
+    [("us-east", 1), ("eu-west", 2), ("ap-southeast", 3)]
+        .into_iter()
+        .map(|(name, id)| RegionConfig {
+            name: name.into(),
+            id,
+            node: format!("http://127.0.0.1:{}", 9080 + u16::from(id)),
+            router: format!("http://127.0.0.1:{}", 8080 + u16::from(id)),
+            fallback_order: None,
+        })
+        .collect()
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameserver: None,
+            timeout_ms: 500,
+            system_cache_ms: 5_000,
+            max_ttl_secs: 30,
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect_ms: 750,
+            request_ms: 10_000,
+            unreachable_ms: 1_700,
+            probe_ms: 650,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_limit_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            retries: 2,
+            pool_idle_timeout_ms: 60_000,
+            pool_max_idle_per_host: 64,
+            warm_interval_ms: 10_000,
+            down_for_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the TOML file if given, then `TICKETING_*` variables
+    /// (`TICKETING_DNS__NAMESERVER` sets `dns.nameserver`).
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file(file));
+        }
+        Config::from_figment(figment.merge(Env::prefixed("TICKETING_").split("__")))
+    }
+
+    /// Extracts and validates a configuration from already layered providers.
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.region_config(&self.region).is_none() {
+            return invalid(format!("region {:?} is not in `regions`", self.region));
+        }
+        if self.router_name.is_empty()
+            || axum::http::HeaderValue::from_str(&self.router_name).is_err()
+        {
+            return invalid("router_name must be a non-empty header-safe string".into());
+        }
+        for (i, r) in self.regions.iter().enumerate() {
+            if !(1..=id_gen::MAX_REGION).contains(&r.id) {
+                return invalid(format!("region {} has id {}, must be 1..=31", r.name, r.id));
+            }
+            if r.name.is_empty() || axum::http::HeaderValue::from_str(&r.name).is_err() {
+                return invalid(format!("region name {:?} is not header-safe", r.name));
+            }
+            if self.regions[..i]
+                .iter()
+                .any(|o| o.id == r.id || o.name == r.name)
+            {
+                return invalid(format!("region {} or id {} appears twice", r.name, r.id));
+            }
+            for (what, url) in [("node", &r.node), ("router", &r.router)] {
+                if let Err(m) = parse_base_url(url) {
+                    return invalid(format!("regions[{}].{what}: {m}", r.name));
+                }
+            }
+            for other in r.fallback_order.iter().flatten() {
+                if other == &r.name || self.region_config(other).is_none() {
+                    return invalid(format!(
+                        "regions[{}].fallback_order: {other:?} is not another configured region",
+                        r.name
+                    ));
+                }
+            }
+        }
+        for entry in &self.client_region_cidrs {
+            if self.region_config(&entry.region).is_none() {
+                return invalid(format!(
+                    "client_region_cidrs: {} maps to unknown region {:?}",
+                    entry.cidr, entry.region
+                ));
+            }
+        }
+        let t = &self.timeouts;
+        if t.connect_ms == 0 || t.probe_ms == 0 {
+            return invalid("timeouts.connect_ms and probe_ms must be positive".into());
+        }
+        if t.unreachable_ms <= t.probe_ms {
+            return invalid("timeouts.unreachable_ms must exceed timeouts.probe_ms".into());
+        }
+        if t.request_ms < t.unreachable_ms {
+            return invalid("timeouts.request_ms must be at least timeouts.unreachable_ms".into());
+        }
+        if self.http.body_limit_bytes == 0 {
+            return invalid("http.body_limit_bytes must be positive".into());
+        }
+        if self.upstream.retries > 5 {
+            return invalid("upstream.retries must be at most 5".into());
+        }
+        Ok(())
+    }
+
+    pub fn region_config(&self, name: &str) -> Option<&RegionConfig> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.timeouts.connect_ms)
+    }
+}
+
+/// A region endpoint: plain `http` (the router has no TLS client; terminate TLS in front),
+/// with a host, and no path of its own since request paths are appended as they came.
+pub fn parse_base_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!("{s:?}: only http:// upstreams are supported"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(format!("{s:?} must not have a path or query"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn toml_over_defaults() {
+        let toml = r#"
+            region = "eu-west"
+            trusted_proxies = ["10.0.0.0/8"]
+            [[client_region_cidrs]]
+            cidr = "192.0.2.0/24"
+            region = "us-east"
+            [[regions]]
+            name = "us-east"
+            id = 1
+            node = "http://node.us-east.ticketing.test:9081"
+            router = "http://router.us-east.ticketing.test:8081"
+            [[regions]]
+            name = "eu-west"
+            id = 2
+            node = "http://127.0.0.1:9082"
+            router = "http://127.0.0.1:8082"
+            fallback_order = ["us-east"]
+            [dns]
+            nameserver = "127.0.0.1:5353"
+            [timeouts]
+            connect_ms = 500
+        "#;
+        let config = Config::from_figment(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+        )
+        .unwrap();
+        assert_eq!(config.region, "eu-west");
+        assert_eq!(config.router_name, "router-1");
+        assert_eq!(
+            config.dns.nameserver,
+            Some("127.0.0.1:5353".parse().unwrap())
+        );
+        assert_eq!(config.timeouts.connect_ms, 500);
+        assert_eq!(config.timeouts.request_ms, 10_000);
+        assert_eq!(config.regions.len(), 2);
+        assert_eq!(config.client_region_cidrs[0].region, "us-east");
+        assert!(config.trusted_proxies[0].contains("10.9.9.9".parse().unwrap()));
+        let bad = Toml::string("trusted_proxies = [\"10.0.0.0/99\"]");
+        let err =
+            Config::from_figment(Figment::from(Serialized::defaults(Config::default())).merge(bad))
+                .unwrap_err();
+        assert!(err.to_string().contains("invalid CIDR"), "{err}");
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let example = include_str!("../router.example.toml");
+        let config = Config::from_figment(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(example)),
+        )
+        .unwrap();
+        assert_eq!(config.regions.len(), 3);
+        assert_eq!(
+            config.timeouts.unreachable_ms,
+            TimeoutsConfig::default().unreachable_ms
+        );
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let bad = |edit: &dyn Fn(&mut Config)| {
+            let mut c = Config::default();
+            edit(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(bad(&|c| c.region = "mars".into()).contains("not in `regions`"));
+        assert!(bad(&|c| c.regions[1].id = 1).contains("twice"));
+        assert!(bad(&|c| c.regions[1].id = 32).contains("1..=31"));
+        assert!(bad(&|c| c.regions[0].node = "https://x:1".into()).contains("only http"));
+        assert!(bad(&|c| c.regions[0].node = "http://x:1/api".into()).contains("path"));
+        assert!(
+            bad(&|c| c.regions[0].fallback_order = Some(vec!["us-east".into()]))
+                .contains("fallback_order")
+        );
+        assert!(bad(&|c| c.timeouts.probe_ms = 5_000).contains("unreachable_ms"));
+    }
+}

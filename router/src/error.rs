@@ -1,0 +1,111 @@
+//! Every answer the router gives on its own (rather than passing a node's through), mapped to the
+//! JSON error shape of DESIGN section 5 in one place, so it matches what nodes send.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Seconds a client should wait before retrying a `503`; short, because a region that is
+/// unreachable for the router now may be back (or failed over by DNS) within seconds.
+pub const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The write's body is not a JSON object, so its home region cannot be known.
+    #[error("request body is not a JSON object: {0}")]
+    InvalidJson(String),
+    /// A field needed to route the request is missing or has the wrong type.
+    #[error("{0}")]
+    Validation(String),
+    /// An id that cannot be decoded, or whose region bits name no configured region.
+    #[error("{0}")]
+    InvalidId(String),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// A path outside `/api/v1` and the router's own operations endpoints.
+    #[error("no route for this method and path")]
+    NotFound,
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// A peer router sent us a write that is not homed here: configurations disagree, and
+    /// forwarding it again could loop or cross the ocean twice.
+    #[error("writes for {home} go to that region; this router serves {local}")]
+    Misdirected { home: String, local: String },
+    /// The write's home region gave no sign of life in time. The write was not sent anywhere
+    /// else, and it is safe to retry with the same `Idempotency-Key`.
+    #[error("home region {region} is unreachable ({detail}); retry with the same Idempotency-Key")]
+    HomeRegionUnreachable { region: String, detail: String },
+    /// No region's node could answer a read.
+    #[error("no region could serve this read ({detail})")]
+    ReadUnavailable { detail: String },
+    /// The upstream was alive but did not answer within the request timeout.
+    #[error("region {region} did not answer in time")]
+    UpstreamTimeout { region: String },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl RouterError {
+    pub fn status(&self) -> StatusCode {
+        use RouterError::*;
+        match self {
+            InvalidJson(_) | Validation(_) | InvalidId(_) => StatusCode::BAD_REQUEST,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            HomeRegionUnreachable { .. } | ReadUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use RouterError::*;
+        match self {
+            InvalidJson(_) => "invalid_json",
+            Validation(_) => "validation",
+            InvalidId(_) => "invalid_id",
+            PayloadTooLarge { .. } => "payload_too_large",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            Misdirected { .. } => "misdirected",
+            HomeRegionUnreachable { .. } => "home_region_unreachable",
+            ReadUnavailable { .. } => "region_unreachable",
+            UpstreamTimeout { .. } => "upstream_timeout",
+            Internal(_) => "internal",
+        }
+    }
+
+    /// `{"error": {"code", "message", "status"}}`, as nodes answer.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": {
+            "code": self.code(),
+            "message": self.to_string(),
+            "status": self.status().as_u16(),
+        }})
+    }
+}
+
+impl IntoResponse for RouterError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            RouterError::Internal(err) => tracing::error!(error = ?err, "internal error"),
+            RouterError::HomeRegionUnreachable { .. }
+            | RouterError::ReadUnavailable { .. }
+            | RouterError::UpstreamTimeout { .. } => tracing::warn!(error = %self, "upstream"),
+            _ => {}
+        }
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}

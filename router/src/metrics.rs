@@ -1,0 +1,105 @@
+//! Prometheus metrics: requests by kind and status, upstream calls by region and outcome,
+//! retries and read fallbacks (the signals that a region is in trouble).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `read`, `write` or `ops`.
+    pub kind: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub region: String,
+    /// `node` or `router`.
+    pub upstream: &'static str,
+    /// `answered`, `unreachable` or `timeout`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    pub from: String,
+    pub to: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub upstream_calls: Family<UpstreamLabels, Counter>,
+    pub upstream_seconds: Family<RegionLabels, Histogram>,
+    pub retries: Family<RegionLabels, Counter>,
+    pub read_fallbacks: Family<FallbackLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ticketing_router");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let upstream_calls = Family::<UpstreamLabels, Counter>::default();
+        let upstream_seconds = Family::<RegionLabels, Histogram>::new_with_constructor(|| {
+            // 0.5 ms .. ~4 s, doubling: local calls at the bottom, WAN round trips mid-range.
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
+        let retries = Family::<RegionLabels, Counter>::default();
+        let read_fallbacks = Family::<FallbackLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests by kind (read, write, ops) and status",
+            requests.clone(),
+        );
+        registry.register(
+            "upstream_calls",
+            "Upstream calls by region, upstream (node, router) and outcome",
+            upstream_calls.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time across upstream calls that answered, by region",
+            upstream_seconds.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Requests re-sent after a broken connection, by region",
+            retries.clone(),
+        );
+        registry.register(
+            "read_fallbacks",
+            "Reads served by another region because the local node was down",
+            read_fallbacks.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            upstream_calls,
+            upstream_seconds,
+            retries,
+            read_fallbacks,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
