@@ -5,7 +5,7 @@
 //! lifetime and everything it made is removed when it stops. Tests drive the same [`Cluster`]
 //! in-process, to cut links and stop primaries.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use region_node::auth::{Role, TokenKeys};
 use region_node::config::{default_regions, Config as NodeConfig, RegionConfig, ShardConfig};
 use serde_json::{json, Value};
 
+use crate::dns::DnsServer;
 use crate::postgres::{Durability, PgCluster, PgOptions};
 use crate::process::{spawn_tied, ChildSpec};
 use crate::wan::{self, WanLink, WanLinkConfig};
@@ -34,6 +35,12 @@ const PRIMARY_MAX_CONNECTIONS: u32 = 100;
 
 /// Port layout from `--base-port N`: region i's router at N+1+i, node at N+1001+i, primary at
 /// N+2001+i, its replica of shard j at N+2101+10i+j (the defaults give DESIGN's 8081 / 9081).
+///
+/// Addresses: routers on 127.0.0.1 (what users call); region i's node on 127.0.1.(i+1); the
+/// link carrying region i's calls to region j's router on 127.0.(10+i).(j+1) and to its node on
+/// 127.0.(20+i).(j+1), each on the target's own port. Region i's DNS server is its view of the
+/// network: `router.<j>.ticketing.test` resolves there to the i->j link, so one set of names
+/// works in every region, as it would in a real deployment.
 fn port(base: u16, offset: u32) -> anyhow::Result<u16> {
     u16::try_from(u32::from(base) + offset).context("--base-port is too high for this many regions")
 }
@@ -84,14 +91,48 @@ pub struct Region {
     /// (shard, replica, URL) for every shard, this region's own included.
     pub replicas: Vec<(String, PgCluster, String)>,
     pub node_url: String,
+    pub router_url: String,
+    /// This region's view of the region names.
+    pub dns: DnsServer,
     node: Child,
+    router: Child,
+}
+
+/// What a link carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// Replication and a node's reads of another region's primary.
+    Primary,
+    /// Writes sent to the home region's router.
+    Router,
+    /// Reads falling back to another region's node.
+    Node,
 }
 
 /// A directed WAN link: traffic from region `from` to a service homed in `to`.
 pub struct Link {
     pub from: String,
     pub to: String,
+    pub kind: LinkKind,
     pub link: WanLink,
+}
+
+const ZONE: &str = "ticketing.test.";
+const ZONE_HOST: &str = "ticketing.test";
+/// Short, so that tests of a changed record run quickly.
+const DNS_TTL: Duration = Duration::from_secs(2);
+
+fn node_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 1, i as u8 + 1)
+}
+
+fn link_ip(kind: LinkKind, from: usize, to: usize) -> Ipv4Addr {
+    let third = match kind {
+        LinkKind::Router => 10,
+        LinkKind::Node => 20,
+        LinkKind::Primary => 30,
+    };
+    Ipv4Addr::new(127, 0, third + from as u8, to as u8 + 1)
 }
 
 /// A running cluster.
@@ -168,6 +209,7 @@ impl Cluster {
                 self.links.push(Link {
                     from: from.name.clone(),
                     to: to.name.clone(),
+                    kind: LinkKind::Primary,
                     link,
                 });
             }
@@ -183,7 +225,11 @@ impl Cluster {
                 } else {
                     links
                         .iter()
-                        .find(|l| l.from == region.name && l.to == shard.name)
+                        .find(|l| {
+                            l.from == region.name
+                                && l.to == shard.name
+                                && l.kind == LinkKind::Primary
+                        })
                         .map(|l| l.link.local_addr())
                         .context("link for a replica")?
                 };
@@ -216,28 +262,77 @@ impl Cluster {
                 Err(e) => failure = Some(e),
             }
         }
+        // Links for router-to-router writes and node read fallback, on addresses of their own.
+        for (i, from) in table.iter().enumerate() {
+            for (j, to) in table.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                for (kind, target_ip, target_port) in [
+                    (
+                        LinkKind::Router,
+                        Ipv4Addr::LOCALHOST,
+                        port(base, 1 + j as u32)?,
+                    ),
+                    (LinkKind::Node, node_ip(j), port(base, 1001 + j as u32)?),
+                ] {
+                    let link = WanLink::start(WanLinkConfig {
+                        listen: SocketAddr::from((link_ip(kind, i, j), target_port)),
+                        target: SocketAddr::from((target_ip, target_port)),
+                        one_way_delay: wan::one_way(&from.name, &to.name, spec.latency_scale),
+                        name: format!("{}->{} {kind:?}", from.name, to.name),
+                    })
+                    .await?;
+                    self.links.push(Link {
+                        from: from.name.clone(),
+                        to: to.name.clone(),
+                        kind,
+                        link,
+                    });
+                }
+            }
+        }
         // Keep whatever started so that `stop` can clean it up, then report.
         for ((region, (primary, primary_url)), replicas) in
             table.iter().zip(primaries).zip(replicas)
         {
             let i = self.regions.len();
-            let node_port = port(base, 1001 + i as u32)?;
+            let node_addr = SocketAddr::from((node_ip(i), port(base, 1001 + i as u32)?));
+            let router_addr = SocketAddr::from(([127, 0, 0, 1], port(base, 1 + i as u32)?));
+            let dns =
+                DnsServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), ZONE, DNS_TTL).await?;
+            for (j, other) in table.iter().enumerate() {
+                let (node, router) = if i == j {
+                    (node_ip(i), Ipv4Addr::LOCALHOST)
+                } else {
+                    (
+                        link_ip(LinkKind::Node, i, j),
+                        link_ip(LinkKind::Router, i, j),
+                    )
+                };
+                dns.set(&format!("node.{}", other.name), node)?;
+                dns.set(&format!("router.{}", other.name), router)?;
+            }
             let node = self.spawn_node(
                 spec,
                 table,
                 region,
                 &primary_url,
                 &replicas,
-                node_port,
+                node_addr,
                 &secret,
             )?;
+            let router = self.spawn_router(spec, table, region, router_addr, dns.local_addr())?;
             self.regions.push(Region {
                 config: region.clone(),
                 primary,
                 primary_url,
                 replicas,
-                node_url: format!("http://127.0.0.1:{node_port}"),
+                node_url: format!("http://{node_addr}"),
+                router_url: format!("http://{router_addr}"),
+                dns,
                 node,
+                router,
             });
         }
         if let Some(e) = failure {
@@ -246,6 +341,9 @@ impl Cluster {
         let http = reqwest::Client::new();
         for region in &mut self.regions {
             wait_ready(&http, region).await?;
+        }
+        for region in &mut self.regions {
+            wait_router(&http, region).await?;
         }
         let tokens = TokenKeys::new(secret.as_bytes(), 30 * 24 * 3600);
         self.demo = seed_demo_data(&http, &self.regions, &tokens).await?;
@@ -266,13 +364,13 @@ impl Cluster {
         region: &RegionConfig,
         primary_url: &str,
         replicas: &[(String, PgCluster, String)],
-        node_port: u16,
+        node_addr: SocketAddr,
         secret: &str,
     ) -> anyhow::Result<Child> {
         let mut config = NodeConfig {
             region: region.name.clone(),
             node_name: "node-1".into(),
-            listen: ([127, 0, 0, 1], node_port).into(),
+            listen: node_addr,
             regions: table.to_vec(),
             ..NodeConfig::default()
         };
@@ -286,7 +384,9 @@ impl Cluster {
                 primary: self
                     .links
                     .iter()
-                    .find(|l| l.from == region.name && &l.to == shard)
+                    .find(|l| {
+                        l.from == region.name && &l.to == shard && l.kind == LinkKind::Primary
+                    })
                     .map(|l| format!("postgres://postgres@{}/ticketing", l.link.local_addr())),
             })
             .collect();
@@ -308,6 +408,63 @@ impl Cluster {
             .stderr(Stdio::from(log));
         spawn_tied(ChildSpec::new(command).death_signal(libc::SIGTERM))
             .with_context(|| format!("starting the {} node", region.name))
+    }
+
+    /// A router process for `region`, finding every endpoint by name through the region's DNS.
+    fn spawn_router(
+        &self,
+        spec: &ClusterSpec,
+        table: &[RegionConfig],
+        region: &RegionConfig,
+        listen: SocketAddr,
+        nameserver: SocketAddr,
+    ) -> anyhow::Result<Child> {
+        let mut config = router::Config {
+            region: region.name.clone(),
+            router_name: "router-1".into(),
+            listen,
+            ..router::Config::default()
+        };
+        config.regions = table
+            .iter()
+            .enumerate()
+            .map(|(j, r)| {
+                Ok(router::config::RegionConfig {
+                    name: r.name.clone(),
+                    id: r.id,
+                    node: format!(
+                        "http://node.{}.{ZONE_HOST}:{}",
+                        r.name,
+                        port(spec.base_port, 1001 + j as u32)?
+                    ),
+                    router: format!(
+                        "http://router.{}.{ZONE_HOST}:{}",
+                        r.name,
+                        port(spec.base_port, 1 + j as u32)?
+                    ),
+                    fallback_order: None,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        config.dns.nameserver = Some(nameserver);
+        let config_path = self.state_dir.join(format!("{}-router.toml", region.name));
+        std::fs::write(&config_path, toml::to_string(&config)?)?;
+        let log = std::fs::File::create(
+            self.state_dir
+                .join("logs")
+                .join(format!("{}-router.log", region.name)),
+        )?;
+        let mut command = Command::new(&spec.program);
+        command
+            .arg("run-router")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        spawn_tied(ChildSpec::new(command).death_signal(libc::SIGTERM))
+            .with_context(|| format!("starting the {} router", region.name))
     }
 
     pub fn region(&self, name: &str) -> &Region {
@@ -359,8 +516,10 @@ impl Cluster {
                 json!({
                     "name": r.config.name,
                     "id": r.config.id,
+                    "router": r.router_url,
                     "node": r.node_url,
                     "primary": r.primary_url,
+                    "dns": r.dns.local_addr().to_string(),
                     "replicas": replicas,
                 })
             })
@@ -384,21 +543,25 @@ impl Cluster {
     /// Stops every process and link and removes the state folder.
     pub async fn stop(mut self) {
         for r in &self.regions {
-            // SIGTERM: the node finishes in-flight requests and gives its machine lease back.
+            // SIGTERM: routers and nodes finish in-flight requests; nodes give their machine
+            // lease back.
+            crate::process::terminate(&r.router);
             crate::process::terminate(&r.node);
         }
         for r in &mut self.regions {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(r.node.try_wait(), Ok(None)) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            for child in [&mut r.router, &mut r.node] {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            let _ = r.node.kill();
-            let _ = r.node.wait();
         }
         for l in self.links.drain(..) {
             l.link.shutdown().await;
         }
-        for r in &mut self.regions {
+        for r in self.regions.iter_mut() {
             for (_, replica, _) in &mut r.replicas {
                 replica.stop().await;
             }
@@ -452,6 +615,10 @@ async fn watch(cluster: &mut Cluster) {
                         eprintln!("the {} node exited ({status}); see its log", r.config.name);
                         return;
                     }
+                    if let Ok(Some(status)) = r.router.try_wait() {
+                        eprintln!("the {} router exited ({status}); see its log", r.config.name);
+                        return;
+                    }
                 }
             }
         }
@@ -479,6 +646,32 @@ async fn wait_ready(http: &reqwest::Client, region: &mut Region) -> anyhow::Resu
                 "the {} node did not become ready in 30 s",
                 region.config.name
             );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_router(http: &reqwest::Client, region: &mut Region) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = format!("{}/healthz", region.router_url);
+    loop {
+        if let Some(status) = region.router.try_wait()? {
+            bail!(
+                "the {} router exited ({status}); see logs/{}-router.log in the state folder",
+                region.config.name,
+                region.config.name
+            );
+        }
+        if http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the {} router did not answer in 30 s", region.config.name);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -644,6 +837,26 @@ pub async fn run_node(config_path: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     region_node::serve(config, listener, async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    })
+    .await
+}
+
+/// A router in this process, for `devcluster run-router`: stops on SIGTERM or Ctrl-C.
+pub async fn run_router(config_path: &Path) -> anyhow::Result<()> {
+    let config = router::Config::load(Some(config_path))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    router::serve(config, listener, async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(term) => term,

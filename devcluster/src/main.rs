@@ -40,6 +40,12 @@ enum Internal {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Runs one router in this process.
+    #[command(hide = true)]
+    RunRouter {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Internal::RunNode { config }) => runtime.block_on(cluster::run_node(&config)),
+        Some(Internal::RunRouter { config }) => runtime.block_on(cluster::run_router(&config)),
         None => {
             if !(0.0..=100.0).contains(&cli.latency_scale) {
                 anyhow::bail!("--latency-scale must be between 0 and 100");

@@ -172,6 +172,10 @@ pub struct Forwarder {
     down_for: Duration,
     /// Upstreams (by base URL) that were unreachable recently, until when.
     down_until: Mutex<HashMap<String, Instant>>,
+    /// When each upstream (by base URL) last answered anything. A request still waiting after
+    /// others got answers is waiting on a slow upstream, not a dead one, and needs no probe of
+    /// its own: under a burst, hundreds of probes would themselves miss their deadline.
+    last_answer: Mutex<HashMap<String, Instant>>,
     metrics: Arc<Metrics>,
 }
 
@@ -206,6 +210,7 @@ impl Forwarder {
             retries: config.upstream.retries,
             down_for: Duration::from_millis(config.upstream.down_for_ms),
             down_until: Mutex::new(HashMap::new()),
+            last_answer: Mutex::new(HashMap::new()),
             metrics,
         })
     }
@@ -285,10 +290,14 @@ impl Forwarder {
         // Finishes only if the upstream fails to show any sign of life in time.
         let watchdog = async {
             tokio::time::sleep(self.unreachable.saturating_sub(self.probe_timeout)).await;
+            if self.answered_since(upstream.base, start) {
+                std::future::pending::<()>().await;
+            }
             if self
                 .probe(upstream, "/healthz", self.probe_timeout)
                 .await
                 .is_some()
+                || self.answered_since(upstream.base, start)
             {
                 std::future::pending::<()>().await;
             }
@@ -366,6 +375,7 @@ impl Forwarder {
             }
             let broken = match request.send().await {
                 Ok(response) => {
+                    self.record_answer(upstream.base);
                     let status = response.status();
                     let headers = response.headers().clone();
                     if stream_events && is_event_stream(&headers) {
@@ -430,11 +440,23 @@ impl Forwarder {
                 request = request.header(header::HOST, host);
             }
             let response = request.send().await.ok()?;
+            self.record_answer(upstream.base);
             let status = response.status();
             let _ = response.bytes().await;
             Some(status)
         };
         tokio::time::timeout(timeout, probe).await.ok().flatten()
+    }
+
+    fn record_answer(&self, base: &Url) {
+        let mut last = self.last_answer.lock().unwrap_or_else(|e| e.into_inner());
+        last.insert(base.as_str().to_owned(), Instant::now());
+    }
+
+    /// Has `base` answered any request since `since`?
+    fn answered_since(&self, base: &Url, since: Instant) -> bool {
+        let last = self.last_answer.lock().unwrap_or_else(|e| e.into_inner());
+        last.get(base.as_str()).is_some_and(|at| *at > since)
     }
 
     fn is_down(&self, base: &Url) -> bool {
