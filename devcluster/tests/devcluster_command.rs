@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// A base port whose node and primary ports (base+1001.., base+2001..) are free now.
+/// A base port whose router, node, primary and replica ports are free now.
 fn free_base_port(regions: u16) -> u16 {
     let start = 20_000 + (std::process::id() % 500) as u16 * 20;
     (0..200)
         .map(|i| start + i * 7)
         .find(|base| {
             (0..regions).all(|r| {
-                [base + 1001 + r, base + 2001 + r]
-                    .iter()
-                    .all(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+                [base + 1 + r, base + 1001 + r, base + 2001 + r]
+                    .into_iter()
+                    .chain((0..regions).map(|s| base + 2101 + 10 * r + s))
+                    .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
             })
         })
         .expect("a free port range")
@@ -64,17 +65,11 @@ fn stop(child: &mut Child) {
     }
 }
 
+/// Nothing listens any more on the host and port of `url` (http:// or postgres://).
 fn port_free(url: &str) -> bool {
-    let port: u16 = url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
+    let authority = url.split("://").nth(1).unwrap().split('/').next().unwrap();
+    let host_port = authority.rsplit('@').next().unwrap();
+    TcpListener::bind(host_port).is_ok()
 }
 
 #[tokio::test]
@@ -99,9 +94,10 @@ async fn devcluster_starts_books_stops_clean_and_starts_again() {
             .unwrap()
             .clone();
         let user = &cluster["demo"]["users"][0];
-        let node = regions[1]["node"].as_str().unwrap();
+        // A us-east user books the eu-west event through the us-east router.
+        let router = regions[0]["router"].as_str().unwrap();
         let held = reqwest::Client::new()
-            .post(format!("{node}/api/v1/booking/reserve"))
+            .post(format!("{router}/api/v1/booking/reserve"))
             .bearer_auth(user["token"].as_str().unwrap())
             .json(&json!({"eventId": event["id"], "tickets": [{"tier": "GA", "quantity": 2}]}))
             .send()
