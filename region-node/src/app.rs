@@ -22,6 +22,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 use crate::auth::TokenKeys;
+use crate::batching::Batcher;
 use crate::cache::ReadCache;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -41,6 +42,7 @@ pub struct Node {
     pub metrics: Metrics,
     pub readers: Arc<Readers>,
     pub cache: ReadCache,
+    pub batcher: Batcher,
     served_by: HeaderValue,
 }
 
@@ -99,6 +101,7 @@ impl Node {
             metrics: Metrics::new(),
             readers,
             cache,
+            batcher: Batcher::default(),
             served_by,
         }))
     }

@@ -2,6 +2,7 @@
 //! and the sweeper's release of lapsed holds. All booking and ticket-claim SQL is here.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -56,7 +57,7 @@ pub struct Line {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-struct BookingRow {
+pub(crate) struct BookingRow {
     id: i64,
     event_id: i64,
     user_id: i64,
@@ -255,13 +256,43 @@ fn shortfall(wanted: &[(String, i32)], claimed: &[TicketRef]) -> Vec<(String, i3
         .collect()
 }
 
-/// Reserve: one transaction on the home primary, all tiers or nothing, on one connection.
+/// A reserve checked and priced, ready for the claim: what a batch is made of.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub event_id: i64,
+    pub booking_id: Id,
+    pub user_id: Id,
+    pub hold_seconds: i32,
+    pub wanted: Vec<(String, i32)>,
+    pub lines: Vec<Line>,
+    pub total_cents: i64,
+    pub quantity: i32,
+    pub idempotency_key: Option<String>,
+}
+
+/// Reserve: all tiers or nothing, on the home primary. Concurrent reserves of one event are
+/// coalesced into one transaction (see `batching`), unless batching is off.
 pub async fn reserve(
-    node: &Node,
+    node: &Arc<Node>,
     user: AuthUser,
     request: ReserveRequest,
     idempotency_key: Option<&str>,
 ) -> ApiResult<BookingView> {
+    let prepared = prepare(node, user, request, idempotency_key).await?;
+    if node.config.booking.batch_reserves && !node.config.booking.unsafe_disable_row_locks {
+        node.batcher.submit(node, prepared).await
+    } else {
+        reserve_one(node, prepared).await
+    }
+}
+
+/// Validation, the event's state and prices, and the booking's id: everything but the claim.
+async fn prepare(
+    node: &Node,
+    user: AuthUser,
+    request: ReserveRequest,
+    idempotency_key: Option<&str>,
+) -> ApiResult<Prepared> {
     let event_id = request.event_id;
     ensure_home(node, event_id)?;
     let mut conn = node.pool.acquire().await?;
@@ -291,10 +322,35 @@ pub async fn reserve(
         .iter()
         .map(|l| l.unit_price_cents * i64::from(l.quantity))
         .sum();
-    let quantity: i32 = wanted.iter().map(|(_, q)| q).sum();
-    let booking_id = node.ids.next()?;
-    let unlocked = node.config.booking.unsafe_disable_row_locks;
+    Ok(Prepared {
+        event_id: event.id,
+        booking_id: node.ids.next()?,
+        user_id: user.id,
+        hold_seconds: event.hold_seconds,
+        quantity: wanted.iter().map(|(_, q)| q).sum(),
+        wanted,
+        lines,
+        total_cents,
+        idempotency_key: idempotency_key.map(str::to_owned),
+    })
+}
 
+/// One reserve in its own transaction, on one connection.
+pub(crate) async fn reserve_one(node: &Node, prepared: Prepared) -> ApiResult<BookingView> {
+    let Prepared {
+        event_id,
+        booking_id,
+        user_id,
+        hold_seconds,
+        wanted,
+        lines,
+        total_cents,
+        quantity,
+        idempotency_key,
+    } = prepared;
+    let idempotency_key = idempotency_key.as_deref();
+    let unlocked = node.config.booking.unsafe_disable_row_locks;
+    let mut conn = node.pool.acquire().await?;
     let mut tx = conn.begin().await?;
     if unlocked {
         sqlx::query("SET LOCAL session_replication_role = replica")
@@ -305,11 +361,11 @@ pub async fn reserve(
         &mut tx,
         ClaimSource::Available,
         unlocked,
-        event.id,
+        event_id,
         &wanted,
         booking_id.as_i64(),
-        user.id.as_i64(),
-        event.hold_seconds,
+        user_id.as_i64(),
+        hold_seconds,
     )
     .await?;
     let missing = shortfall(&wanted, &tickets);
@@ -319,11 +375,11 @@ pub async fn reserve(
                 &mut tx,
                 ClaimSource::LapsedHolds,
                 unlocked,
-                event.id,
+                event_id,
                 &missing,
                 booking_id.as_i64(),
-                user.id.as_i64(),
-                event.hold_seconds,
+                user_id.as_i64(),
+                hold_seconds,
             )
             .await?,
         );
@@ -332,7 +388,7 @@ pub async fn reserve(
     if !missing.is_empty() {
         tx.rollback().await?;
         node.metrics.booking_outcome("sold_out");
-        let available = events::available_by_tier(&mut conn, event.id).await?;
+        let available = events::available_by_tier(&mut conn, event_id).await?;
         let message = missing
             .iter()
             .map(|(tier, short)| {
@@ -346,32 +402,33 @@ pub async fn reserve(
             .join("; ");
         return Err(ApiError::SoldOut { message, available });
     }
-    let ticket_ids: Vec<i64> = tickets.iter().map(|t| t.id).collect();
-    let inserted: Result<BookingRow, sqlx::Error> = sqlx::query_as(&format!(
-        "INSERT INTO bookings (id, event_id, user_id, status, quantity, lines, ticket_ids,
-                               total_cents, expires_at, idempotency_key)
-         VALUES ($1, $2, $3, 'held', $4, $5, $6, $7, now() + make_interval(secs => $8), $9)
-         RETURNING {BOOKING_COLUMNS}"
-    ))
-    .bind(booking_id.as_i64())
-    .bind(event.id)
-    .bind(user.id.as_i64())
-    .bind(quantity)
-    .bind(SqlJson(&lines))
-    .bind(&ticket_ids)
-    .bind(total_cents)
-    .bind(f64::from(event.hold_seconds))
-    .bind(idempotency_key)
-    .fetch_one(&mut *tx)
-    .await;
+    let lines = serde_json::to_value(&lines).map_err(|e| ApiError::Internal(e.into()))?;
+    let inserted = insert_bookings(
+        &mut tx,
+        event_id,
+        &[booking_id.as_i64()],
+        &[user_id.as_i64()],
+        &[quantity],
+        &[lines],
+        &[total_cents],
+        &[f64::from(hold_seconds)],
+        &[idempotency_key.map(str::to_owned)],
+    )
+    .await
+    .map(|mut rows| rows.remove(&booking_id.as_i64()));
     let row = match inserted {
-        Ok(row) => row,
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "booking insert returned nothing"
+            )))
+        }
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() && idempotency_key.is_some() => {
             // The same key already made a booking whose recorded response was lost (a crash
             // between commit and record): answer with that booking, book nothing new.
             tx.rollback().await?;
             let key = idempotency_key.unwrap_or_default();
-            return find_by_idempotency_key(&mut conn, user.id, key).await;
+            return find_by_idempotency_key(&mut conn, user_id, key).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -379,8 +436,51 @@ pub async fn reserve(
     node.metrics.tickets_held.inc_by(tickets.len() as u64);
     node.metrics.booking_outcome("held");
     let mut view = BookingView::new(row, tickets)?;
-    view.consistency_token = Some(written(node, &mut conn, view.event_id.as_i64()).await?);
+    view.consistency_token = Some(after_write(node, &mut conn, view.event_id.as_i64()).await?);
     Ok(view)
+}
+
+/// Inserts held bookings, one per element of the (equally long) slices, in one statement. Each
+/// booking's `ticket_ids` are the tickets already marked held for it in this transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_bookings(
+    conn: &mut PgConnection,
+    event_id: i64,
+    ids: &[i64],
+    users: &[i64],
+    quantities: &[i32],
+    lines: &[serde_json::Value],
+    totals: &[i64],
+    hold_seconds: &[f64],
+    idempotency_keys: &[Option<String>],
+) -> Result<std::collections::HashMap<i64, BookingRow>, sqlx::Error> {
+    let rows: Vec<BookingRow> = sqlx::query_as(&format!(
+        "INSERT INTO bookings (id, event_id, user_id, status, quantity, lines, ticket_ids,
+                               total_cents, expires_at, idempotency_key)
+         SELECT b.id, $1, b.holder, 'held', b.quantity, b.lines,
+                ARRAY(SELECT t.id FROM tickets t WHERE t.booking_id = b.id ORDER BY t.id),
+                b.total, now() + make_interval(secs => b.hold), b.key
+         FROM unnest($2::bigint[], $3::bigint[], $4::int4[], $5::jsonb[], $6::bigint[],
+                     $7::float8[], $8::text[])
+              AS b(id, holder, quantity, lines, total, hold, key)
+         RETURNING {BOOKING_COLUMNS}"
+    ))
+    .bind(event_id)
+    .bind(ids)
+    .bind(users)
+    .bind(quantities)
+    .bind(lines)
+    .bind(totals)
+    .bind(hold_seconds)
+    .bind(idempotency_keys)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+}
+
+/// A booking row and its tickets as the API shows them.
+pub(crate) fn view(row: BookingRow, tickets: Vec<TicketRef>) -> ApiResult<BookingView> {
+    BookingView::new(row, tickets)
 }
 
 async fn find_by_idempotency_key(
@@ -403,7 +503,11 @@ async fn find_by_idempotency_key(
 /// it shows everything this write did. The insert position, not `pg_current_wal_lsn()`: with
 /// asynchronous commit the write position can still be short of the commit record.
 /// After a write to `event_id`: drop this node's cached reads of it and return the token.
-async fn written(node: &Node, conn: &mut PgConnection, event_id: i64) -> ApiResult<String> {
+pub(crate) async fn after_write(
+    node: &Node,
+    conn: &mut PgConnection,
+    event_id: i64,
+) -> ApiResult<String> {
     node.cache
         .invalidate_event(event_id, node.region_id.get())
         .await;
@@ -486,7 +590,7 @@ pub async fn confirm(
         node.metrics.booking_outcome("payment_failed");
         let row = find(&mut conn, booking_id).await?;
         let mut view = BookingView::new(row, Vec::new())?;
-        view.consistency_token = Some(written(node, &mut conn, view.event_id.as_i64()).await?);
+        view.consistency_token = Some(after_write(node, &mut conn, view.event_id.as_i64()).await?);
         return Ok(view);
     }
 
@@ -531,7 +635,7 @@ pub async fn confirm(
     node.metrics.tickets_sold.inc_by(sold.len() as u64);
     node.metrics.booking_outcome("confirmed");
     let mut view = BookingView::new(confirmed, sold)?;
-    view.consistency_token = Some(written(node, &mut conn, view.event_id.as_i64()).await?);
+    view.consistency_token = Some(after_write(node, &mut conn, view.event_id.as_i64()).await?);
     Ok(view)
 }
 
@@ -564,7 +668,7 @@ pub async fn cancel(
     node.metrics.booking_outcome(new_status);
     let row = find(&mut conn, booking_id).await?;
     let mut view = BookingView::new(row, Vec::new())?;
-    view.consistency_token = Some(written(node, &mut conn, view.event_id.as_i64()).await?);
+    view.consistency_token = Some(after_write(node, &mut conn, view.event_id.as_i64()).await?);
     Ok(view)
 }
 

@@ -113,6 +113,12 @@ pub struct BookingConfig {
     pub sweep_batch: u32,
     /// Idempotency records are kept this long.
     pub idempotency_ttl_hours: u32,
+    /// Coalesce concurrent reserves of one event into one transaction (one commit for many).
+    pub batch_reserves: bool,
+    /// Most reserves in one batch.
+    pub batch_max: usize,
+    /// Batches of one event in flight at once (SKIP LOCKED keeps them apart).
+    pub batch_workers_per_event: usize,
     /// Test-only: claim tickets without row locks, to prove the concurrency tests can fail.
     /// Never read from files or the environment; only in-process tests can set it.
     #[serde(skip)]
@@ -201,6 +207,9 @@ impl Default for BookingConfig {
             sweep_interval_ms: 1_000,
             sweep_batch: 500,
             idempotency_ttl_hours: 24,
+            batch_reserves: true,
+            batch_max: 256,
+            batch_workers_per_event: 2,
             unsafe_disable_row_locks: false,
         }
     }
@@ -260,6 +269,11 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be positive".into());
+        }
+        if self.booking.batch_max == 0 || self.booking.batch_workers_per_event == 0 {
+            return invalid(
+                "booking.batch_max and batch_workers_per_event must be positive".into(),
+            );
         }
         if self.booking.sweep_batch == 0 || self.booking.sweep_interval_ms == 0 {
             return invalid("booking.sweep_batch and sweep_interval_ms must be positive".into());

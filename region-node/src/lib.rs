@@ -6,6 +6,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod batching;
 pub mod booking;
 pub mod cache;
 pub mod config;

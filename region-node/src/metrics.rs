@@ -47,6 +47,7 @@ pub struct Metrics {
     pub tickets_released: Counter,
     pub bookings: Family<OutcomeLabels, Counter>,
     pub pool: Family<PoolLabels, Gauge>,
+    pub reserve_batch_size: Histogram,
 }
 
 impl Metrics {
@@ -64,6 +65,14 @@ impl Metrics {
         let tickets_released = Counter::default();
         let bookings = Family::<OutcomeLabels, Counter>::default();
         let pool = Family::<PoolLabels, Gauge>::default();
+        let reserve_batch_size = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
+        );
+        registry.register(
+            "reserve_batch_size",
+            "Reserves coalesced into one transaction",
+            reserve_batch_size.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -100,6 +109,7 @@ impl Metrics {
             tickets_released,
             bookings,
             pool,
+            reserve_batch_size,
         }
     }
 
