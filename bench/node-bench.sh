@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One region-node under load (release build, durable PostgreSQL, everything on this machine):
 # reserve and availability-read throughput and latency at 64 and 256 connections, then the
-# oversell audit. usage: bench/node-bench.sh   (DURATION=20s by default)
+# oversell audit. usage: bench/node-bench.sh   (DURATION=20s, BATCH=true: group commit of
+# concurrent reserves; BATCH=false measures one transaction per reserve)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20s}
@@ -11,6 +12,8 @@ WORK=$(mktemp -d /tmp/node-bench-XXXXXX)
 chmod 755 "$WORK"
 
 cargo build --release -q -p devcluster
+export TICKETING_NODE_BOOKING__BATCH_RESERVES=${BATCH:-true}
+echo "reserve batching: $TICKETING_NODE_BOOKING__BATCH_RESERVES"
 ./target/release/devcluster --regions us-east --state-dir "$WORK/dc" --base-port "$BASE_PORT" \
     > "$WORK/devcluster.log" 2>&1 &
 DEVCLUSTER=$!

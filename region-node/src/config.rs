@@ -1,4 +1,5 @@
-//! Node configuration: defaults < TOML file < `TICKETING_` environment variables (figment).
+//! Node configuration: defaults < TOML file < `TICKETING_NODE_` environment variables (figment).
+//! Each service has its own prefix, so one shared environment can configure both.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -233,15 +234,15 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Defaults, then the TOML file if given, then `TICKETING_*` variables
-    /// (`TICKETING_DATABASE__URL` sets `database.url`).
+    /// Defaults, then the TOML file if given, then `TICKETING_NODE_*` variables
+    /// (`TICKETING_NODE_DATABASE__URL` sets `database.url`).
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file(file));
         }
         let config: Config = figment
-            .merge(Env::prefixed("TICKETING_").split("__"))
+            .merge(Env::prefixed("TICKETING_NODE_").split("__"))
             .extract()
             .map_err(Box::new)?;
         config.validate()?;

@@ -1,4 +1,4 @@
-//! Router configuration: defaults < TOML file < `TICKETING_` environment variables (figment),
+//! Router configuration: defaults < TOML file < `TICKETING_ROUTER_` environment variables (figment),
 //! the same layering as region-node.
 
 use std::net::SocketAddr;
@@ -194,14 +194,15 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Defaults, then the TOML file if given, then `TICKETING_*` variables
-    /// (`TICKETING_DNS__NAMESERVER` sets `dns.nameserver`).
+    /// Defaults, then the TOML file if given, then `TICKETING_ROUTER_*` variables
+    /// (`TICKETING_ROUTER_DNS__NAMESERVER` sets `dns.nameserver`); the node reads
+    /// `TICKETING_NODE_*`, so one environment can hold both.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file(file));
         }
-        Config::from_figment(figment.merge(Env::prefixed("TICKETING_").split("__")))
+        Config::from_figment(figment.merge(Env::prefixed("TICKETING_ROUTER_").split("__")))
     }
 
     /// Extracts and validates a configuration from already layered providers.
