@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One region-node under load (release build, durable PostgreSQL, everything on this machine):
 # reserve and availability-read throughput and latency at 64 and 256 connections, then the
-# oversell audit. usage: bench/node-bench.sh   (DURATION=20s, BATCH=true: group commit of
+# oversell audit. usage: bench/node-bench.sh   (DURATION=20s, TICKETS=100000 per event,
+# BATCH=true: group commit of
 # concurrent reserves; BATCH=false measures one transaction per reserve)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ for _ in $(seq 300); do [ -s "$WORK/dc/cluster.json" ] && break; sleep 0.2; done
 NODE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["regions"][0]["node"])' "$WORK/dc/cluster.json")
 PRIMARY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["regions"][0]["primary"])' "$WORK/dc/cluster.json")
 
-python3 bench/setup.py "$WORK/dc/cluster.json" "$WORK" 2
+TICKETS=${TICKETS:-100000}
+python3 bench/setup.py "$WORK/dc/cluster.json" "$WORK" 2 "$TICKETS"
 export TOKENS_FILE="$WORK/tokens"
 mapfile -t EVENTS < "$WORK/events"
 
@@ -31,7 +33,7 @@ echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -
 i=0
 for connections in 64 256; do
     export EVENT_ID=${EVENTS[$i]}
-    echo "reserve, $connections connections, $DURATION, fresh event with 100,000 GA:"
+    echo "reserve, $connections connections, $DURATION, fresh event with $TICKETS GA:"
     wrk -t2 -c"$connections" -d"$DURATION" -s bench/reserve.lua "$NODE" | grep RESULT
     i=$((i + 1))
 done
