@@ -339,11 +339,19 @@ impl Cluster {
             return Err(e);
         }
         let http = reqwest::Client::new();
-        for region in &mut self.regions {
-            wait_ready(&http, region).await?;
+        for r in &mut self.regions {
+            let what = format!("the {} node", r.config.name);
+            wait_healthy(&http, &mut r.node, &format!("{}/readyz", r.node_url), &what).await?;
         }
-        for region in &mut self.regions {
-            wait_router(&http, region).await?;
+        for r in &mut self.regions {
+            let what = format!("the {} router", r.config.name);
+            wait_healthy(
+                &http,
+                &mut r.router,
+                &format!("{}/healthz", r.router_url),
+                &what,
+            )
+            .await?;
         }
         let tokens = TokenKeys::new(secret.as_bytes(), 30 * 24 * 3600);
         self.demo = seed_demo_data(&http, &self.regions, &tokens).await?;
@@ -597,27 +605,21 @@ pub async fn run(spec: ClusterSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for Ctrl-C or SIGTERM, reporting any node that dies meanwhile.
+/// Waits for Ctrl-C or SIGTERM, reporting any node or router that dies meanwhile.
 async fn watch(cluster: &mut Cluster) {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
+    let stop = stop_requested();
+    tokio::pin!(stop);
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
+            _ = &mut stop => return,
             _ = check.tick() => {
                 for r in cluster.regions.iter_mut() {
-                    if let Ok(Some(status)) = r.node.try_wait() {
-                        eprintln!("the {} node exited ({status}); see its log", r.config.name);
-                        return;
-                    }
-                    if let Ok(Some(status)) = r.router.try_wait() {
-                        eprintln!("the {} router exited ({status}); see its log", r.config.name);
-                        return;
+                    for (what, child) in [("node", &mut r.node), ("router", &mut r.router)] {
+                        if let Ok(Some(status)) = child.try_wait() {
+                            eprintln!("the {} {what} exited ({status}); see its log", r.config.name);
+                            return;
+                        }
                     }
                 }
             }
@@ -625,45 +627,20 @@ async fn watch(cluster: &mut Cluster) {
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, region: &mut Region) -> anyhow::Result<()> {
+/// Polls `url` until it answers 2xx, failing early if `child` exits.
+async fn wait_healthy(
+    http: &reqwest::Client,
+    child: &mut Child,
+    url: &str,
+    what: &str,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let url = format!("{}/readyz", region.node_url);
     loop {
-        if let Some(status) = region.node.try_wait()? {
-            bail!(
-                "the {} node exited ({status}); see logs/{}-node.log in the state folder",
-                region.config.name,
-                region.config.name
-            );
-        }
-        if let Ok(response) = http.get(&url).send().await {
-            if response.status().is_success() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the {} node did not become ready in 30 s",
-                region.config.name
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_router(http: &reqwest::Client, region: &mut Region) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = format!("{}/healthz", region.router_url);
-    loop {
-        if let Some(status) = region.router.try_wait()? {
-            bail!(
-                "the {} router exited ({status}); see logs/{}-router.log in the state folder",
-                region.config.name,
-                region.config.name
-            );
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited ({status}); see its log in the state folder's logs/");
         }
         if http
-            .get(&url)
+            .get(url)
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
@@ -671,7 +648,7 @@ async fn wait_router(http: &reqwest::Client, region: &mut Region) -> anyhow::Res
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the {} router did not answer in 30 s", region.config.name);
+            bail!("{what} did not become ready in 30 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -830,24 +807,28 @@ fn random_secret() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Ctrl-C or SIGTERM.
+async fn stop_requested() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// A region-node in this process, for `devcluster run-node`: stops on SIGTERM or Ctrl-C.
 pub async fn run_node(config_path: &Path) -> anyhow::Result<()> {
     let config = NodeConfig::load(Some(config_path))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    region_node::serve(config, listener, async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
-    })
-    .await
+    region_node::serve(config, listener, stop_requested()).await
 }
 
 /// A router in this process, for `devcluster run-router`: stops on SIGTERM or Ctrl-C.
@@ -856,16 +837,5 @@ pub async fn run_router(config_path: &Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    router::serve(config, listener, async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
-    })
-    .await
+    router::serve(config, listener, stop_requested()).await
 }
