@@ -579,6 +579,25 @@ impl Cluster {
     }
 }
 
+/// A cluster dropped without `stop` (a test that panicked) still ends its processes and removes
+/// its state folder; the PostgreSQL servers stop through their own `Drop`.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for r in &mut self.regions {
+            for child in [&mut r.router, &mut r.node] {
+                if matches!(child.try_wait(), Ok(None)) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        // Servers and links first (their own Drop stops them), then their folders.
+        self.regions.clear();
+        self.links.clear();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
 /// Starts the cluster, waits for Ctrl-C or SIGTERM, then stops it and removes its state.
 pub async fn run(spec: ClusterSpec) -> anyhow::Result<()> {
     let started = Instant::now();

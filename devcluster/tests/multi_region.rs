@@ -368,11 +368,26 @@ async fn three_regions_read_locally_write_at_home_and_survive_a_dark_region() {
                         r.status(),
                         r.headers().get("x-served-by").cloned(),
                         router.clone(),
+                        r,
                     )
                 })
         })
     });
-    let statuses: Vec<_> = futures::future::join_all(tasks).await;
+    let mut statuses = Vec::new();
+    for task in futures::future::join_all(tasks).await {
+        statuses.push(match task {
+            Ok(Ok((code, served_by, router, response))) => {
+                let body = if code.is_server_error() {
+                    response.text().await.unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                Ok(Ok((code, served_by, format!("{router} {body}"))))
+            }
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        });
+    }
     let held = statuses
         .iter()
         .filter(|s| matches!(s, Ok(Ok((StatusCode::CREATED, _, _)))))

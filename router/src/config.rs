@@ -76,7 +76,8 @@ pub struct DnsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutsConfig {
-    /// TCP connect to an upstream. Must allow one WAN round trip (up to ~250 ms) plus margin.
+    /// TCP connect to an upstream. Must allow one WAN round trip (up to ~250 ms) plus a busy
+    /// machine's scheduling delay, and stay under the 2 s in which a dark region gets its 503.
     pub connect_ms: u64,
     /// Whole upstream call, retries included, once the upstream has shown it is alive.
     pub request_ms: u64,
@@ -157,10 +158,10 @@ impl Default for DnsConfig {
 impl Default for TimeoutsConfig {
     fn default() -> Self {
         TimeoutsConfig {
-            connect_ms: 750,
+            connect_ms: 1_500,
             request_ms: 10_000,
             unreachable_ms: 1_700,
-            probe_ms: 650,
+            probe_ms: 1_200,
         }
     }
 }

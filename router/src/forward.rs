@@ -8,9 +8,11 @@
 //!   or may not have arrived, so it is re-sent, at most `upstream.retries` times, with the same
 //!   `Idempotency-Key` (which makes a duplicate harmless). Never after an HTTP answer.
 //! * **No answer yet**: a slow upstream and a black hole look alike, so after
-//!   `unreachable_ms - probe_ms` the router asks the upstream's `/healthz` on another
-//!   connection. No answer to that either: unreachable, within `unreachable_ms` (~2 s). An
-//!   answer: it is alive and merely slow, so the request may take up to `request_ms`, then `504`.
+//!   `unreachable_ms - probe_ms` the router looks for a sign of life since the request began:
+//!   any answer from that upstream, or else its `/healthz` on another connection (one probe
+//!   per upstream at a time, its outcome shared by every waiter, so a burst does not probe
+//!   hundreds of times). None: unreachable, within `unreachable_ms` (~2 s). Alive but slow: the
+//!   request may take up to `request_ms`, then `504`.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -176,6 +178,10 @@ pub struct Forwarder {
     /// others got answers is waiting on a slow upstream, not a dead one, and needs no probe of
     /// its own: under a burst, hundreds of probes would themselves miss their deadline.
     last_answer: Mutex<HashMap<String, Instant>>,
+    /// One liveness probe per upstream at a time; waiters share its outcome.
+    probing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// When each upstream's last probe went unanswered.
+    last_probe_failure: Mutex<HashMap<String, Instant>>,
     metrics: Arc<Metrics>,
 }
 
@@ -211,6 +217,8 @@ impl Forwarder {
             down_for: Duration::from_millis(config.upstream.down_for_ms),
             down_until: Mutex::new(HashMap::new()),
             last_answer: Mutex::new(HashMap::new()),
+            probing: Mutex::new(HashMap::new()),
+            last_probe_failure: Mutex::new(HashMap::new()),
             metrics,
         })
     }
@@ -287,18 +295,10 @@ impl Forwarder {
     ) -> Result<Answer, CallError> {
         let start = Instant::now();
         let attempts = self.attempts(upstream, out, stream_events);
-        // Finishes only if the upstream fails to show any sign of life in time.
+        // Finishes only if the upstream shows no sign of life in time.
         let watchdog = async {
             tokio::time::sleep(self.unreachable.saturating_sub(self.probe_timeout)).await;
-            if self.answered_since(upstream.base, start) {
-                std::future::pending::<()>().await;
-            }
-            if self
-                .probe(upstream, "/healthz", self.probe_timeout)
-                .await
-                .is_some()
-                || self.answered_since(upstream.base, start)
-            {
+            if self.alive_since(upstream, start).await {
                 std::future::pending::<()>().await;
             }
         };
@@ -451,6 +451,50 @@ impl Forwarder {
     fn record_answer(&self, base: &Url) {
         let mut last = self.last_answer.lock().unwrap_or_else(|e| e.into_inner());
         last.insert(base.as_str().to_owned(), Instant::now());
+    }
+
+    /// Is the upstream alive, judged since `since`: it answered anything (a request or a
+    /// probe), or, failing that, it answers the liveness probe. Probes are single-flight per
+    /// upstream: a waiter that finds a probe under way waits for it and takes its outcome.
+    async fn alive_since(&self, upstream: Upstream<'_>, since: Instant) -> bool {
+        if self.answered_since(upstream.base, since) {
+            return true;
+        }
+        let turn = {
+            let mut probing = self.probing.lock().unwrap_or_else(|e| e.into_inner());
+            probing
+                .entry(upstream.base.as_str().to_owned())
+                .or_default()
+                .clone()
+        };
+        let _turn = turn.lock().await;
+        if self.answered_since(upstream.base, since) {
+            return true;
+        }
+        if self.probe_failed_since(upstream.base, since) {
+            return false;
+        }
+        if self
+            .probe(upstream, "/healthz", self.probe_timeout)
+            .await
+            .is_some()
+        {
+            return true;
+        }
+        let mut failures = self
+            .last_probe_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        failures.insert(upstream.base.as_str().to_owned(), Instant::now());
+        false
+    }
+
+    fn probe_failed_since(&self, base: &Url, since: Instant) -> bool {
+        let failures = self
+            .last_probe_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        failures.get(base.as_str()).is_some_and(|at| *at > since)
     }
 
     /// Has `base` answered any request since `since`?
