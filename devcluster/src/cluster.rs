@@ -398,16 +398,24 @@ impl Cluster {
                     .map(|l| format!("postgres://postgres@{}/ticketing", l.link.local_addr())),
             })
             .collect();
-        let config_path = self.state_dir.join(format!("{}-node.toml", region.name));
-        std::fs::write(&config_path, toml::to_string(&config)?)?;
-        let log = std::fs::File::create(
-            self.state_dir
-                .join("logs")
-                .join(format!("{}-node.log", region.name)),
-        )?;
+        self.spawn_service(spec, "run-node", &format!("{}-node", region.name), &config)
+    }
+
+    /// Writes `config` to `<name>.toml` in the state folder and runs `devcluster <subcommand>`
+    /// on it, logging to `logs/<name>.log`, tied to our life; SIGTERM lets it finish cleanly.
+    fn spawn_service(
+        &self,
+        spec: &ClusterSpec,
+        subcommand: &str,
+        name: &str,
+        config: &impl serde::Serialize,
+    ) -> anyhow::Result<Child> {
+        let config_path = self.state_dir.join(format!("{name}.toml"));
+        std::fs::write(&config_path, toml::to_string(config)?)?;
+        let log = std::fs::File::create(self.state_dir.join("logs").join(format!("{name}.log")))?;
         let mut command = Command::new(&spec.program);
         command
-            .arg("run-node")
+            .arg(subcommand)
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
@@ -415,7 +423,7 @@ impl Cluster {
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         spawn_tied(ChildSpec::new(command).death_signal(libc::SIGTERM))
-            .with_context(|| format!("starting the {} node", region.name))
+            .with_context(|| format!("starting {name}"))
     }
 
     /// A router process for `region`, finding every endpoint by name through the region's DNS.
@@ -455,24 +463,12 @@ impl Cluster {
             })
             .collect::<anyhow::Result<_>>()?;
         config.dns.nameserver = Some(nameserver);
-        let config_path = self.state_dir.join(format!("{}-router.toml", region.name));
-        std::fs::write(&config_path, toml::to_string(&config)?)?;
-        let log = std::fs::File::create(
-            self.state_dir
-                .join("logs")
-                .join(format!("{}-router.log", region.name)),
-        )?;
-        let mut command = Command::new(&spec.program);
-        command
-            .arg("run-router")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log));
-        spawn_tied(ChildSpec::new(command).death_signal(libc::SIGTERM))
-            .with_context(|| format!("starting the {} router", region.name))
+        self.spawn_service(
+            spec,
+            "run-router",
+            &format!("{}-router", region.name),
+            &config,
+        )
     }
 
     pub fn region(&self, name: &str) -> &Region {

@@ -39,6 +39,8 @@ impl Batcher {
     /// Queues a reserve for its event's next batch and waits for its answer.
     pub async fn submit(&self, node: &Arc<Node>, prepared: Prepared) -> ApiResult<BookingView> {
         let (reply, answer) = oneshot::channel();
+        // Kept for the rare case below; a reserve is small.
+        let alone = prepared.clone();
         let mut pending = Pending { prepared, reply };
         for _ in 0..2 {
             let queue = self.queue(node, pending.prepared.event_id);
@@ -46,8 +48,9 @@ impl Batcher {
                 Ok(()) => {
                     return match answer.await {
                         Ok(result) => result,
-                        // The workers ended (idle) with the request still queued: run it alone.
-                        Err(_) => Err(ApiError::Unavailable),
+                        // The queue's workers ended (idle) before taking it: it never ran, so
+                        // running it alone cannot book twice.
+                        Err(_) => booking::reserve_one(node, alone).await,
                     };
                 }
                 Err(mpsc::error::SendError(back)) => {

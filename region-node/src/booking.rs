@@ -771,21 +771,12 @@ pub async fn for_user(
         (shard.name.clone(), loaded)
     });
     let mut all: Vec<BookingView> = Vec::new();
-    let mut answer = ReadAnswer {
-        body: Default::default(),
-        lookup: None,
-        data_age_ms: 0,
-        stale: false,
-        sources: Vec::new(),
-        missing: Vec::new(),
-    };
+    let mut answer = ReadAnswer::gathering(None);
     for (shard, loaded) in futures::future::join_all(per_shard).await {
         match loaded {
             Ok((views, source)) => {
                 all.extend(views);
-                answer.data_age_ms = answer.data_age_ms.max(source.data_age_ms);
-                answer.stale |= source.stale;
-                answer.sources.push((shard, source.source));
+                answer.add_shard(shard, source.source, source.data_age_ms, source.stale);
             }
             // A token we could not honour must fail the read, not quietly drop the booking.
             Err(error) if after.lsn_for(&shard).is_some() => return Err(error),

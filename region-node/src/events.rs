@@ -312,14 +312,7 @@ pub async fn list(node: &Node, limit: i64, after: &ReadAfter) -> ApiResult<ReadA
         (shard.name.clone(), loaded)
     });
     let mut events: Vec<serde_json::Value> = Vec::new();
-    let mut answer = ReadAnswer {
-        body: Default::default(),
-        lookup: Some(Lookup::Hit),
-        data_age_ms: 0,
-        stale: false,
-        sources: Vec::new(),
-        missing: Vec::new(),
-    };
+    let mut answer = ReadAnswer::gathering(Some(Lookup::Hit));
     for (shard, loaded) in futures::future::join_all(per_shard).await {
         match loaded {
             Ok((entry, lookup)) => {
@@ -329,9 +322,7 @@ pub async fn list(node: &Node, limit: i64, after: &ReadAfter) -> ApiResult<ReadA
                 if lookup == Lookup::Miss {
                     answer.lookup = Some(Lookup::Miss);
                 }
-                answer.data_age_ms = answer.data_age_ms.max(entry.data_age_ms());
-                answer.stale |= entry.stale;
-                answer.sources.push((shard, entry.source));
+                answer.add_shard(shard, entry.source, entry.data_age_ms(), entry.stale);
             }
             Err(error) => {
                 tracing::warn!(%shard, %error, "event list: shard unreadable");

@@ -84,6 +84,25 @@ impl ReadAnswer {
         }
     }
 
+    /// An empty answer that a gather over shards fills with [`ReadAnswer::add_shard`].
+    pub fn gathering(lookup: Option<Lookup>) -> ReadAnswer {
+        ReadAnswer {
+            body: Bytes::new(),
+            lookup,
+            data_age_ms: 0,
+            stale: false,
+            sources: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// One shard's part of a gather: the answer is as old and as stale as its worst part.
+    pub fn add_shard(&mut self, shard: String, source: Source, data_age_ms: u64, stale: bool) {
+        self.data_age_ms = self.data_age_ms.max(data_age_ms);
+        self.stale |= stale;
+        self.sources.push((shard, source));
+    }
+
     pub fn uncached<T: Serialize>(value: &T, source: &ReadSource) -> ApiResult<ReadAnswer> {
         Ok(ReadAnswer {
             body: Bytes::from(serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))?),
