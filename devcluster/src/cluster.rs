@@ -604,9 +604,10 @@ pub async fn run(spec: ClusterSpec) -> anyhow::Result<()> {
         cluster.state_dir.display()
     );
     for r in &cluster.regions {
+        // Users talk to the routers; nodes and primaries are for operators.
         println!(
-            "  {:<14} node {}   primary {}",
-            r.config.name, r.node_url, r.primary_url
+            "  {:<14} router {}   (node {}, primary {})",
+            r.config.name, r.router_url, r.node_url, r.primary_url
         );
     }
     println!(
