@@ -43,6 +43,7 @@ pub struct Node {
     pub readers: Arc<Readers>,
     pub cache: ReadCache,
     pub batcher: Batcher,
+    pub terms: crate::events::TermsCache,
     served_by: HeaderValue,
 }
 
@@ -102,6 +103,7 @@ impl Node {
             readers,
             cache,
             batcher: Batcher::default(),
+            terms: crate::events::TermsCache::new(),
             served_by,
         }))
     }

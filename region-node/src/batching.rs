@@ -17,15 +17,16 @@ use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::app::Node;
-use crate::booking::{self, BookingView, Prepared, TicketRef};
+use crate::booking::{self, BookingView, Prepared, Reserved, TicketRef};
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency::{self, KeyUse};
 
 /// A worker with nothing to do for this long ends; the queue is made again on demand.
 const IDLE: Duration = Duration::from_secs(30);
 
 struct Pending {
     prepared: Prepared,
-    reply: oneshot::Sender<ApiResult<BookingView>>,
+    reply: oneshot::Sender<ApiResult<Reserved>>,
 }
 
 type Queue = mpsc::UnboundedSender<Pending>;
@@ -37,7 +38,7 @@ pub struct Batcher {
 
 impl Batcher {
     /// Queues a reserve for its event's next batch and waits for its answer.
-    pub async fn submit(&self, node: &Arc<Node>, prepared: Prepared) -> ApiResult<BookingView> {
+    pub async fn submit(&self, node: &Arc<Node>, prepared: Prepared) -> ApiResult<Reserved> {
         let (reply, answer) = oneshot::channel();
         // Kept for the rare case below; a reserve is small.
         let alone = prepared.clone();
@@ -112,22 +113,82 @@ async fn run(node: &Node, batch: Vec<Pending>) {
             .send(booking::reserve_one(node, pending.prepared).await);
         return;
     }
+    let batch = match answer_earlier_keys(node, batch).await {
+        Ok(batch) => batch,
+        Err((error, batch)) => return run_alone(node, batch, &error).await,
+    };
+    if batch.is_empty() {
+        return;
+    }
     let prepared: Vec<Prepared> = batch.iter().map(|p| p.prepared.clone()).collect();
     match reserve_batch(node, &prepared).await {
         Ok(results) => {
             for (pending, result) in batch.into_iter().zip(results) {
-                let _ = pending.reply.send(result);
+                let reserved = result.map(|view| Reserved {
+                    view,
+                    replayed: false,
+                });
+                let _ = pending.reply.send(reserved);
             }
         }
-        Err(error) => {
-            tracing::warn!(%error, size = batch.len(), "reserve batch failed; running its requests one by one");
-            let alone = batch.into_iter().map(|pending| async move {
-                let result = booking::reserve_one(node, pending.prepared).await;
-                let _ = pending.reply.send(result);
-            });
-            futures::future::join_all(alone).await;
-        }
+        Err(error) => run_alone(node, batch, &error).await,
     }
+}
+
+/// After a failed batch: each request on its own, so one request never fails its batch-mates.
+async fn run_alone(node: &Node, batch: Vec<Pending>, error: &ApiError) {
+    tracing::warn!(%error, size = batch.len(), "reserve batch failed; running its requests one by one");
+    let alone = batch.into_iter().map(|pending| async move {
+        let result = booking::reserve_one(node, pending.prepared).await;
+        let _ = pending.reply.send(result);
+    });
+    futures::future::join_all(alone).await;
+}
+
+/// Looks up every Idempotency-Key of the batch in one statement; requests whose key was used
+/// before get their earlier answer (or `422`) now, and the rest go on to the claim.
+async fn answer_earlier_keys(
+    node: &Node,
+    batch: Vec<Pending>,
+) -> Result<Vec<Pending>, (ApiError, Vec<Pending>)> {
+    let keys: Vec<(i64, String)> = batch
+        .iter()
+        .filter_map(|p| {
+            let key = p.prepared.idempotency_key.clone()?;
+            Some((p.prepared.user_id.as_i64(), key))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(batch);
+    }
+    let mut conn = match node.pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => return Err((e.into(), batch)),
+    };
+    let uses = match idempotency::key_uses(&mut conn, &keys).await {
+        Ok(uses) => uses,
+        Err(e) => return Err((e, batch)),
+    };
+    let mut uses = uses.into_iter();
+    let mut fresh = Vec::with_capacity(batch.len());
+    for pending in batch {
+        if pending.prepared.idempotency_key.is_none() {
+            fresh.push(pending);
+            continue;
+        }
+        let key_use = uses.next().unwrap_or(KeyUse::Unused);
+        if let KeyUse::Unused = key_use {
+            fresh.push(pending);
+            continue;
+        }
+        let answer = booking::earlier_answer(node, &mut conn, &pending.prepared, key_use)
+            .await
+            .and_then(|earlier| {
+                earlier.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("used key not answered")))
+            });
+        let _ = pending.reply.send(answer);
+    }
+    Ok(fresh)
 }
 
 /// Locks up to `qty` tickets per tier of `source` for the batch, skipping rows others hold.

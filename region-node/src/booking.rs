@@ -16,6 +16,7 @@ use crate::auth::AuthUser;
 use crate::consistency::ReadAfter;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, ensure_home, id_from_db};
+use crate::idempotency::KeyUse;
 use crate::payment::{self, PaymentOutcome, PaymentSimulation};
 use crate::reads::ReadAnswer;
 use crate::tickets::unknown_tier;
@@ -270,14 +271,28 @@ pub struct Prepared {
     pub idempotency_key: Option<String>,
 }
 
+/// A reserve's answer: the booking, and whether it answers an earlier request with the same
+/// `Idempotency-Key` (then the booking is as it is now, with a fresh consistency token).
+#[derive(Debug)]
+pub struct Reserved {
+    pub view: BookingView,
+    pub replayed: bool,
+}
+
 /// Reserve: all tiers or nothing, on the home primary. Concurrent reserves of one event are
 /// coalesced into one transaction (see `batching`), unless batching is off.
+///
+/// With an `Idempotency-Key`, the booking row is the key's record: it carries the key (unique
+/// per user) and is written in the hold's own transaction, so a keyed reserve costs no commit
+/// more than an unkeyed one; the generic record in `idempotency` costs two, which on the hot
+/// path would undo group commit. A concurrent duplicate waits on the unique key and answers
+/// with the first one's booking.
 pub async fn reserve(
     node: &Arc<Node>,
     user: AuthUser,
     request: ReserveRequest,
     idempotency_key: Option<&str>,
-) -> ApiResult<BookingView> {
+) -> ApiResult<Reserved> {
     let prepared = prepare(node, user, request, idempotency_key).await?;
     if node.config.booking.batch_reserves && !node.config.booking.unsafe_disable_row_locks {
         node.batcher.submit(node, prepared).await
@@ -295,17 +310,12 @@ async fn prepare(
 ) -> ApiResult<Prepared> {
     let event_id = request.event_id;
     ensure_home(node, event_id)?;
-    let mut conn = node.pool.acquire().await?;
-    let event = events::find(&mut conn, event_id).await?;
+    let event = node.terms.get(node, event_id).await?;
     if event.status != "on_sale" {
         return Err(ApiError::EventNotOnSale(event_id.to_string()));
     }
     let wanted = wanted_tiers(&request.tickets, event.max_per_order.into())?;
-    let prices: Vec<(String, i64)> =
-        sqlx::query_as("SELECT name, price_cents FROM tiers WHERE event_id = $1")
-            .bind(event.id)
-            .fetch_all(&mut *conn)
-            .await?;
+    let prices = &event.prices.0;
     let mut lines = Vec::with_capacity(wanted.len());
     for (tier, quantity) in &wanted {
         let Some((_, price)) = prices.iter().find(|(name, _)| name == tier) else {
@@ -336,7 +346,14 @@ async fn prepare(
 }
 
 /// One reserve in its own transaction, on one connection.
-pub(crate) async fn reserve_one(node: &Node, prepared: Prepared) -> ApiResult<BookingView> {
+pub(crate) async fn reserve_one(node: &Node, prepared: Prepared) -> ApiResult<Reserved> {
+    let mut conn = node.pool.acquire().await?;
+    if let Some(key) = &prepared.idempotency_key {
+        let key_use = crate::idempotency::key_use(&mut conn, prepared.user_id, key).await?;
+        if let Some(earlier) = earlier_answer(node, &mut conn, &prepared, key_use).await? {
+            return Ok(earlier);
+        }
+    }
     let Prepared {
         event_id,
         booking_id,
@@ -350,7 +367,6 @@ pub(crate) async fn reserve_one(node: &Node, prepared: Prepared) -> ApiResult<Bo
     } = prepared;
     let idempotency_key = idempotency_key.as_deref();
     let unlocked = node.config.booking.unsafe_disable_row_locks;
-    let mut conn = node.pool.acquire().await?;
     let mut tx = conn.begin().await?;
     if unlocked {
         sqlx::query("SET LOCAL session_replication_role = replica")
@@ -428,7 +444,11 @@ pub(crate) async fn reserve_one(node: &Node, prepared: Prepared) -> ApiResult<Bo
             // between commit and record): answer with that booking, book nothing new.
             tx.rollback().await?;
             let key = idempotency_key.unwrap_or_default();
-            return find_by_idempotency_key(&mut conn, user_id, key).await;
+            let view = find_by_idempotency_key(&mut conn, user_id, key).await?;
+            return Ok(Reserved {
+                view,
+                replayed: true,
+            });
         }
         Err(e) => return Err(e.into()),
     };
@@ -437,7 +457,10 @@ pub(crate) async fn reserve_one(node: &Node, prepared: Prepared) -> ApiResult<Bo
     node.metrics.booking_outcome("held");
     let mut view = BookingView::new(row, tickets)?;
     view.consistency_token = Some(after_write(node, &mut conn, view.event_id.as_i64()).await?);
-    Ok(view)
+    Ok(Reserved {
+        view,
+        replayed: false,
+    })
 }
 
 /// Inserts held bookings, one per element of the (equally long) slices, in one statement. Each
@@ -483,20 +506,73 @@ pub(crate) fn view(row: BookingRow, tickets: Vec<TicketRef>) -> ApiResult<Bookin
     BookingView::new(row, tickets)
 }
 
+/// The booking `user` made with Idempotency-Key `key`, if any.
+pub(crate) async fn reserved_with_key(
+    conn: &mut PgConnection,
+    user: Id,
+    key: &str,
+) -> ApiResult<Option<BookingRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE user_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(user.as_i64())
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 async fn find_by_idempotency_key(
     conn: &mut PgConnection,
     user: Id,
     key: &str,
 ) -> ApiResult<BookingView> {
-    let row: BookingRow = sqlx::query_as(&format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE user_id = $1 AND idempotency_key = $2"
-    ))
-    .bind(user.as_i64())
-    .bind(key)
-    .fetch_one(&mut *conn)
-    .await?;
+    let row = reserved_with_key(conn, user, key)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("keyed booking vanished")))?;
     let tickets = tickets_of(conn, &[row.id]).await?;
     BookingView::new(row, tickets)
+}
+
+/// Whether `row` is what `prepared` asks for: same event, same tiers and quantities.
+fn same_request(row: &BookingRow, prepared: &Prepared) -> bool {
+    let asked: BTreeMap<&str, i32> = prepared
+        .wanted
+        .iter()
+        .map(|(tier, quantity)| (tier.as_str(), *quantity))
+        .collect();
+    let booked: BTreeMap<&str, i32> = row
+        .lines
+        .iter()
+        .map(|l| (l.tier.as_str(), l.quantity))
+        .collect();
+    row.event_id == prepared.event_id && asked == booked
+}
+
+/// What an earlier use of `prepared`'s key answers: `None` when the key is new (the reserve
+/// runs), the earlier booking again, or `422` when the key was used for something else.
+pub(crate) async fn earlier_answer(
+    node: &Node,
+    conn: &mut PgConnection,
+    prepared: &Prepared,
+    key_use: KeyUse,
+) -> ApiResult<Option<Reserved>> {
+    match key_use {
+        KeyUse::Unused => Ok(None),
+        KeyUse::Recorded => Err(ApiError::IdempotencyKeyReused),
+        KeyUse::Reserve(id) => {
+            let row = find(conn, Id::try_from(id)?).await?;
+            if !same_request(&row, prepared) {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            let tickets = tickets_of(conn, &[row.id]).await?;
+            let mut view = BookingView::new(row, tickets)?;
+            view.consistency_token = Some(consistency_token(node, conn).await?);
+            Ok(Some(Reserved {
+                view,
+                replayed: true,
+            }))
+        }
+    }
 }
 
 /// A position in the home shard's WAL at or past our commit record: a replica that has replayed

@@ -137,7 +137,7 @@ impl ReadCache {
 }
 
 /// A load error shared by every waiter of one flight, re-made for each of them.
-fn shared_error(error: &ApiError) -> ApiError {
+pub(crate) fn shared_error(error: &ApiError) -> ApiError {
     match error {
         ApiError::NotFound(what) => ApiError::NotFound(what.clone()),
         ApiError::Unavailable => ApiError::Unavailable,

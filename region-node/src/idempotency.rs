@@ -72,7 +72,67 @@ enum Start {
     Replay(StatusCode, serde_json::Value),
 }
 
+/// What a key was used for before.
+pub enum KeyUse {
+    Unused,
+    /// A reserve: its record is the booking that carries the key (`booking::reserve`).
+    Reserve(i64),
+    /// Another operation, recorded here.
+    Recorded,
+}
+
+/// One round trip. (A batch of keyed reserves asks for all its keys at once: [`key_uses`].)
+pub async fn key_use(conn: &mut sqlx::PgConnection, user: Id, key: &str) -> ApiResult<KeyUse> {
+    let (booking, recorded): (Option<i64>, bool) = sqlx::query_as(
+        "SELECT (SELECT id FROM bookings WHERE user_id = $1 AND idempotency_key = $2),
+                EXISTS (SELECT 1 FROM idempotency_keys WHERE user_id = $1 AND key = $2)",
+    )
+    .bind(user.as_i64())
+    .bind(key)
+    .fetch_one(conn)
+    .await?;
+    Ok(KeyUse::from_columns(booking, recorded))
+}
+
+/// [`key_use`] for many (user, key) pairs in one statement, in their order.
+pub async fn key_uses(
+    conn: &mut sqlx::PgConnection,
+    keys: &[(i64, String)],
+) -> ApiResult<Vec<KeyUse>> {
+    let users: Vec<i64> = keys.iter().map(|(u, _)| *u).collect();
+    let names: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
+    let rows: Vec<(Option<i64>, bool)> = sqlx::query_as(
+        "SELECT (SELECT b.id FROM bookings b
+                 WHERE b.user_id = k.user_id AND b.idempotency_key = k.key),
+                EXISTS (SELECT 1 FROM idempotency_keys i
+                        WHERE i.user_id = k.user_id AND i.key = k.key)
+         FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(user_id, key, n)
+         ORDER BY k.n",
+    )
+    .bind(users)
+    .bind(names)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(booking, recorded)| KeyUse::from_columns(booking, recorded))
+        .collect())
+}
+
+impl KeyUse {
+    fn from_columns(booking: Option<i64>, recorded: bool) -> KeyUse {
+        match (booking, recorded) {
+            (Some(id), _) => KeyUse::Reserve(id),
+            (None, true) => KeyUse::Recorded,
+            (None, false) => KeyUse::Unused,
+        }
+    }
+}
+
 async fn start(node: &Node, user: Id, key: &str, operation: &str, print: i64) -> ApiResult<Start> {
+    if let KeyUse::Reserve(_) = key_use(&mut *node.pool.acquire().await?, user, key).await? {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
     let lock_for = node.config.request_timeout().as_secs_f64() * 2.0;
     // A fresh key, or one whose owner crashed mid-request (its lock ran out) or whose record
     // aged out: take it.
@@ -154,7 +214,23 @@ async fn finish(node: &Node, user: Id, key: &str, status: StatusCode, body: &ser
     }
 }
 
-/// Runs `operation` once per (user, key). Without a key it just runs.
+/// A write's answer; `replayed` marks the answer to an earlier request with the same key.
+pub fn respond<T: Serialize>(status: StatusCode, value: T, replayed: bool) -> Response {
+    let body = match to_json(value) {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let mut response = json_response(status, body);
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Runs `operation` once per (user, key). Without a key it just runs. (Reserve keeps its
+/// record in the booking instead: see `booking::reserve`.)
 pub async fn run<R, T, F, Fut>(
     node: &Node,
     user: Id,
@@ -179,13 +255,7 @@ where
     let print = fingerprint(operation, &request);
     match start(node, user, key, operation, print).await {
         Err(e) => e.into_response(),
-        Ok(Start::Replay(status, body)) => {
-            let mut response = json_response(status, body);
-            response
-                .headers_mut()
-                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-            response
-        }
+        Ok(Start::Replay(status, body)) => respond(status, body, true),
         Ok(Start::Proceed) => match run_once(request).await.and_then(to_json) {
             Ok(body) => {
                 finish(node, user, key, success, &body).await;

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::ListParams;
 use crate::app::Node;
@@ -20,17 +20,10 @@ pub async fn reserve(
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<ReserveRequest>,
 ) -> Response {
-    let key = key.as_deref();
-    idempotency::run(
-        &node,
-        user.id,
-        key,
-        "reserve",
-        request,
-        StatusCode::CREATED,
-        |request| booking::reserve(&node, user, request, key),
-    )
-    .await
+    match booking::reserve(&node, user, request, key.as_deref()).await {
+        Ok(r) => idempotency::respond(StatusCode::CREATED, r.view, r.replayed),
+        Err(e) => e.into_response(),
+    }
 }
 
 pub async fn confirm(

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Regenerates BENCHMARKS.md (and bench/charts/*.svg) on this machine, in one run:
+#   1. hot event through the router: group commit off (before) and on (after), 64 and 256
+#      users, open loop, the three-region cluster; pgbench's claim statement on the same primary;
+#   2. reads of one hot event with the node cache's hit ratio and database queries per second;
+#   3. the cross-region latency matrix; and a three-continent on-sale mix;
+#   4. id-gen against the format's ceiling.
+# usage: bench/report.sh        (DURATION=15s per load run; takes about 8 minutes)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-15s}
+BASE_PORT=${BASE_PORT:-18800}
+RESULTS=$(mktemp -d /tmp/bench-report-XXXXXX)
+# The PostgreSQL servers run as the `postgres` user when we are root: let them in.
+chmod 755 "$RESULTS"
+PG_BIN=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+LOADGEN=./target/release/loadgen
+DEVCLUSTER_PID=
+
+echo "building (release)"
+cargo build --release -q -p devcluster -p loadgen
+
+stop_cluster() {
+    if [ -n "$DEVCLUSTER_PID" ]; then
+        kill "$DEVCLUSTER_PID" 2>/dev/null || true
+        wait "$DEVCLUSTER_PID" 2>/dev/null || true
+        DEVCLUSTER_PID=
+    fi
+}
+trap 'stop_cluster; rm -rf "$RESULTS"' EXIT
+
+# start_cluster NAME [devcluster args...]: waits for its cluster.json.
+start_cluster() {
+    local name=$1
+    shift
+    CLUSTER_DIR="$RESULTS/$name"
+    ./target/release/devcluster --state-dir "$CLUSTER_DIR" --base-port "$BASE_PORT" "$@" \
+        > "$RESULTS/$name.log" 2>&1 &
+    DEVCLUSTER_PID=$!
+    for _ in $(seq 600); do [ -s "$CLUSTER_DIR/cluster.json" ] && return; sleep 0.1; done
+    echo "devcluster did not start:"; cat "$RESULTS/$name.log"; exit 1
+}
+
+# hot NAME USERS|--rate R [loadgen args...]: reserves of 1 GA on a fresh 200,000-ticket event.
+hot() {
+    local name=$1
+    shift
+    echo "== $name"
+    "$LOADGEN" run --cluster "$CLUSTER_DIR/cluster.json" --scenario onsale --clients us-east \
+        --home us-east --tiers GA=200000 --quantity 1 --outcomes abandon=1 \
+        --duration "$DURATION" --title "$name" --json "$RESULTS/$name.json" "$@" \
+        || echo "(loadgen saw errors or a failed audit: they are in the report)"
+}
+
+echo "$(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')), $(free -g | awk '/Mem:/{print $2}') GiB, \
+$(. /etc/os-release && echo "$PRETTY_NAME"), $("$PG_BIN/postgres" --version | sed 's/postgres (PostgreSQL) /PostgreSQL /')" \
+    > "$RESULTS/machine.txt"
+date -u +%Y-%m-%d > "$RESULTS/date.txt"
+echo "$DURATION" > "$RESULTS/duration.txt"
+mkdir -p bench/charts
+
+# 1. Before: one transaction per reserve.
+TICKETING_NODE_BOOKING__BATCH_RESERVES=false start_cluster before --regions us-east
+hot hot-before-64 --users 64
+hot hot-before-256 --users 256
+stop_cluster
+
+# 1. After: group commit; then pgbench on the same primary.
+start_cluster after --regions us-east
+hot hot-64 --users 64
+hot hot-256 --users 256 --svg bench/charts/hot-256.svg
+hot hot-open --rate 5000
+PRIMARY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["regions"][0]["primary"])' "$CLUSTER_DIR/cluster.json")
+# A fresh event and one booking (the claim's booking_id must exist: deferred foreign key).
+"$LOADGEN" run --cluster "$CLUSTER_DIR/cluster.json" --scenario onsale --clients us-east \
+    --tiers GA=200000 --quantity 1 --outcomes abandon=1 --users 1 --accounts 1 \
+    --max-journeys 1 --title pgbench --json "$RESULTS/pgbench-setup.json" > /dev/null
+EVENT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"][0]["id"])' "$RESULTS/pgbench-setup.json")
+read -r BOOKING HOLDER < <("$PG_BIN/psql" -qAt -F ' ' "$PRIMARY" \
+    -c "SELECT id, user_id FROM bookings WHERE event_id = $EVENT LIMIT 1")
+for run in "1 16" "1 64" "32 64"; do
+    read -r per clients <<< "$run"
+    echo "== pgbench: $per ticket(s) per statement, $clients clients"
+    "$PG_BIN/pgbench" -n -M prepared -f "bench/claim-$per.sql" -c "$clients" -j 2 -T 15 \
+        -D event="$EVENT" -D booking="$BOOKING" -D holder="$HOLDER" "$PRIMARY" \
+        | tee "$RESULTS/pgbench-$per-$clients.txt" | grep -E "^tps"
+done
+stop_cluster
+
+# 1 (three regions), 2 and 3 on the default three-region cluster.
+start_cluster three
+sleep 3  # let the lag watchers take their first samples
+hot hot-three-regions-256 --users 256
+echo "== reads"
+"$LOADGEN" run --cluster "$CLUSTER_DIR/cluster.json" --scenario mix --mix browse=90,onsale=10 \
+    --reads availability --clients us-east --users 64 --duration "$DURATION" \
+    --title "reads of one hot event" --json "$RESULTS/reads.json"
+echo "== global"
+"$LOADGEN" run --cluster "$CLUSTER_DIR/cluster.json" --scenario global --users 24 \
+    --quantity 1-2 --outcomes confirm=1 --duration "$DURATION" \
+    --title "cross-region bookings" --json "$RESULTS/global.json" --svg bench/charts/global.svg
+echo "== on-sale across three continents"
+"$LOADGEN" run --cluster "$CLUSTER_DIR/cluster.json" --scenario mix --rate 300 \
+    --duration "$DURATION" --title "on-sale across three continents" \
+    --json "$RESULTS/onsale.json" --svg bench/charts/onsale.svg
+stop_cluster
+
+# 4. id-gen.
+echo "== id-gen"
+cargo bench -q -p id-gen -- --noplot > "$RESULTS/idgen.log" 2>&1
+for bench in 1_thread/system_clock 1_thread/ticking_clock 8_threads/system_clock 8_threads/ticking_clock; do
+    cp "target/criterion/next_id/$bench/new/estimates.json" "$RESULTS/idgen-${bench//\//-}.json"
+done
+
+"$LOADGEN" benchmarks --results "$RESULTS" --out BENCHMARKS.md
+echo "BENCHMARKS.md written"

@@ -1,0 +1,249 @@
+//! What the load is aimed at: each region's router (where its virtual users connect), and, when
+//! known, its node (for cache counters) and its primary (for the audit). Read from devcluster's
+//! `cluster.json`, or given region by region on the command line.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub name: String,
+    pub router: String,
+    pub node: Option<String>,
+    pub primary: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub regions: Vec<Region>,
+    pub admin_token: String,
+    /// Simulated round trip between two regions, in ms, keyed "from>to", when the cluster says.
+    pub rtt_ms: BTreeMap<String, f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterFile {
+    admin_token: String,
+    regions: Vec<ClusterRegion>,
+    #[serde(default)]
+    links: Vec<ClusterLink>,
+}
+
+#[derive(Deserialize)]
+struct ClusterRegion {
+    name: String,
+    router: String,
+    node: Option<String>,
+    primary: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterLink {
+    from: String,
+    to: String,
+    one_way_delay_ms: f64,
+}
+
+impl Target {
+    pub fn from_cluster_json(path: &Path) -> anyhow::Result<Target> {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: ClusterFile = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a devcluster cluster.json", path.display()))?;
+        let mut rtt_ms = BTreeMap::new();
+        // Links are one per direction and per kind (router, node, primary); any one of them
+        // carries the pair's delay, and a round trip is the delay there plus the delay back.
+        for link in &file.links {
+            let back = file
+                .links
+                .iter()
+                .find(|l| l.from == link.to && l.to == link.from)
+                .map_or(link.one_way_delay_ms, |l| l.one_way_delay_ms);
+            rtt_ms.insert(pair_key(&link.from, &link.to), link.one_way_delay_ms + back);
+        }
+        let target = Target {
+            regions: file
+                .regions
+                .into_iter()
+                .map(|r| Region {
+                    name: r.name,
+                    router: r.router,
+                    node: r.node,
+                    primary: r.primary,
+                })
+                .collect(),
+            admin_token: file.admin_token,
+            rtt_ms,
+        };
+        target.validate()?;
+        Ok(target)
+    }
+
+    /// `name=url` pairs for routers and, optionally, primaries.
+    pub fn from_urls(
+        routers: &[String],
+        primaries: &[String],
+        admin_token: String,
+    ) -> anyhow::Result<Target> {
+        let mut regions = Vec::new();
+        for pair in routers {
+            let (name, url) = split_pair(pair)?;
+            regions.push(Region {
+                name: name.into(),
+                router: url.into(),
+                node: None,
+                primary: None,
+            });
+        }
+        for pair in primaries {
+            let (name, url) = split_pair(pair)?;
+            let region = regions
+                .iter_mut()
+                .find(|r| r.name == name)
+                .with_context(|| format!("--primary {name}: no --router for that region"))?;
+            region.primary = Some(url.into());
+        }
+        let target = Target {
+            regions,
+            admin_token,
+            rtt_ms: BTreeMap::new(),
+        };
+        target.validate()?;
+        Ok(target)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.regions.is_empty() {
+            bail!("no regions to drive");
+        }
+        for r in &self.regions {
+            if self.regions.iter().filter(|o| o.name == r.name).count() > 1 {
+                bail!("region {} is given twice", r.name);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn region(&self, name: &str) -> anyhow::Result<&Region> {
+        self.regions
+            .iter()
+            .find(|r| r.name == name)
+            .with_context(|| {
+                let known: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+                format!(
+                    "unknown region {name}; the cluster has {}",
+                    known.join(", ")
+                )
+            })
+    }
+
+    pub fn rtt_ms(&self, from: &str, to: &str) -> Option<f64> {
+        if from == to {
+            return Some(0.0);
+        }
+        self.rtt_ms.get(&pair_key(from, to)).copied()
+    }
+
+    /// Load stays on this machine: every router, node and primary must be a loopback address.
+    pub fn ensure_loopback(&self) -> anyhow::Result<()> {
+        for r in &self.regions {
+            let urls = [Some(&r.router), r.node.as_ref(), r.primary.as_ref()];
+            for url in urls.into_iter().flatten() {
+                if !is_loopback_url(url)? {
+                    bail!(
+                        "{url} is not a loopback address; loadgen drives local clusters only \
+                         (pass --allow-remote to aim it elsewhere)"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pair_key(from: &str, to: &str) -> String {
+    format!("{from}>{to}")
+}
+
+fn split_pair(pair: &str) -> anyhow::Result<(&str, &str)> {
+    match pair.split_once('=') {
+        Some((name, url)) if !name.is_empty() && !url.is_empty() => Ok((name, url)),
+        _ => bail!("expected region=url, got {pair:?}"),
+    }
+}
+
+/// The host of an http:// or postgres:// URL, resolved: loopback when every address is.
+fn is_loopback_url(url: &str) -> anyhow::Result<bool> {
+    let rest = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().unwrap_or(80)),
+        _ => (host_port, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip.is_loopback());
+    }
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .collect();
+    Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls() {
+        assert!(is_loopback_url("http://127.0.0.1:8081").unwrap());
+        assert!(is_loopback_url("http://127.0.1.3:9083/api").unwrap());
+        assert!(is_loopback_url("postgres://postgres@127.0.0.1:10081/ticketing").unwrap());
+        assert!(is_loopback_url("http://localhost:80").unwrap());
+        assert!(is_loopback_url("http://[::1]:8080").unwrap());
+        assert!(!is_loopback_url("http://10.1.2.3:8080").unwrap());
+        assert!(!is_loopback_url("postgres://u:p@192.168.0.1/db").unwrap());
+    }
+
+    #[test]
+    fn urls_by_region() {
+        let t = Target::from_urls(
+            &[
+                "us-east=http://127.0.0.1:1".into(),
+                "eu-west=http://127.0.0.1:2".into(),
+            ],
+            &["eu-west=postgres://127.0.0.1:3/x".into()],
+            "token".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            t.region("eu-west").unwrap().primary.as_deref(),
+            Some("postgres://127.0.0.1:3/x")
+        );
+        assert!(t.region("ap-southeast").is_err());
+        assert!(Target::from_urls(&["nourl".into()], &[], "t".into()).is_err());
+        assert!(Target::from_urls(
+            &["a=http://127.0.0.1:1".into(), "a=http://127.0.0.1:2".into()],
+            &[],
+            "t".into()
+        )
+        .is_err());
+        assert!(Target::from_urls(
+            &["a=http://127.0.0.1:1".into()],
+            &["b=postgres://x".into()],
+            "t".into()
+        )
+        .is_err());
+    }
+}
