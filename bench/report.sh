@@ -5,14 +5,19 @@
 #   2. reads of one hot event with the node cache's hit ratio and database queries per second;
 #   3. the cross-region latency matrix; and a three-continent on-sale mix;
 #   4. id-gen against the format's ceiling.
-# usage: bench/report.sh        (DURATION=15s per load run; takes about 8 minutes)
+# The raw results (loadgen's JSON reports, pgbench's output, criterion's estimates) are kept in
+# bench/results/, so that the file can be re-rendered with `loadgen benchmarks`.
+# usage: bench/report.sh        (DURATION=15s per load run; takes about 10 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
 BASE_PORT=${BASE_PORT:-18800}
-RESULTS=$(mktemp -d /tmp/bench-report-XXXXXX)
+RESULTS=bench/results
+WORK=$(mktemp -d /tmp/bench-report-XXXXXX)
 # The PostgreSQL servers run as the `postgres` user when we are root: let them in.
-chmod 755 "$RESULTS"
+chmod 755 "$WORK"
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS" bench/charts
 PG_BIN=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 LOADGEN=./target/release/loadgen
 DEVCLUSTER_PID=
@@ -27,18 +32,18 @@ stop_cluster() {
         DEVCLUSTER_PID=
     fi
 }
-trap 'stop_cluster; rm -rf "$RESULTS"' EXIT
+trap 'stop_cluster; rm -rf "$WORK"' EXIT
 
 # start_cluster NAME [devcluster args...]: waits for its cluster.json.
 start_cluster() {
     local name=$1
     shift
-    CLUSTER_DIR="$RESULTS/$name"
+    CLUSTER_DIR="$WORK/$name"
     ./target/release/devcluster --state-dir "$CLUSTER_DIR" --base-port "$BASE_PORT" "$@" \
-        > "$RESULTS/$name.log" 2>&1 &
+        > "$WORK/$name.log" 2>&1 &
     DEVCLUSTER_PID=$!
     for _ in $(seq 600); do [ -s "$CLUSTER_DIR/cluster.json" ] && return; sleep 0.1; done
-    echo "devcluster did not start:"; cat "$RESULTS/$name.log"; exit 1
+    echo "devcluster did not start:"; cat "$WORK/$name.log"; exit 1
 }
 
 # hot NAME USERS|--rate R [loadgen args...]: reserves of 1 GA on a fresh 200,000-ticket event.
@@ -57,7 +62,6 @@ $(. /etc/os-release && echo "$PRETTY_NAME"), $("$PG_BIN/postgres" --version | se
     > "$RESULTS/machine.txt"
 date -u +%Y-%m-%d > "$RESULTS/date.txt"
 echo "$DURATION" > "$RESULTS/duration.txt"
-mkdir -p bench/charts
 
 # 1. Before: one transaction per reserve.
 TICKETING_NODE_BOOKING__BATCH_RESERVES=false start_cluster before --regions us-east
@@ -107,9 +111,9 @@ stop_cluster
 
 # 4. id-gen.
 echo "== id-gen"
-cargo bench -q -p id-gen -- --noplot > "$RESULTS/idgen.log" 2>&1
-for bench in 1_thread/system_clock 1_thread/ticking_clock 8_threads/system_clock 8_threads/ticking_clock; do
-    cp "target/criterion/next_id/$bench/new/estimates.json" "$RESULTS/idgen-${bench//\//-}.json"
+cargo bench -q -p id-gen --bench generate -- --noplot > "$WORK/idgen.log" 2>&1
+for bench in 1_thread_system_clock 1_thread_ticking_clock 8_threads_system_clock 8_threads_ticking_clock; do
+    cp "target/criterion/next_id/$bench/new/estimates.json" "$RESULTS/idgen-$bench.json"
 done
 
 "$LOADGEN" benchmarks --results "$RESULTS" --out BENCHMARKS.md

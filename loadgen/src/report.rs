@@ -124,7 +124,11 @@ impl Report {
                 codes.join(", ")
             );
         }
-        for n in &self.nodes {
+        for n in self
+            .nodes
+            .iter()
+            .filter(|n| n.cache_hits + n.cache_misses > 0)
+        {
             let _ = writeln!(
                 out,
                 "\ncache {}: {} hits, {} misses, hit ratio {:.4}, {:.1} database reads/s",

@@ -75,13 +75,11 @@ impl App {
     async fn warm(&self) {
         let own = self.regions.own();
         let mut targets = vec![Upstream::node(own)];
-        targets.extend(
-            self.regions
-                .all()
-                .iter()
-                .filter(|r| r.name != own.name)
-                .map(Upstream::router),
-        );
+        for peer in self.regions.all().iter().filter(|r| r.name != own.name) {
+            for _ in 0..self.config.upstream.warm_connections.max(1) {
+                targets.push(Upstream::router(peer));
+            }
+        }
         let timeout = Duration::from_millis(self.config.timeouts.unreachable_ms);
         futures::future::join_all(
             targets

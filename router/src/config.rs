@@ -112,6 +112,10 @@ pub struct UpstreamConfig {
     /// Every this often, `GET /healthz` each peer router and the local node, so a warm
     /// connection (and a fresh DNS answer) is ready before the next write. 0 disables it.
     pub warm_interval_ms: u64,
+    /// Connections to each peer router kept warm by those probes (sent at once, so each takes
+    /// its own connection). A write that finds none idle pays a TCP handshake: a second ocean
+    /// crossing. Set it near the concurrent writes this region sends to one other region.
+    pub warm_connections: usize,
     /// After an upstream was unreachable, reads try other regions first for this long.
     pub down_for_ms: u64,
 }
@@ -184,6 +188,7 @@ impl Default for UpstreamConfig {
             pool_idle_timeout_ms: 60_000,
             pool_max_idle_per_host: 1024,
             warm_interval_ms: 10_000,
+            warm_connections: 8,
             down_for_ms: 2_000,
         }
     }
