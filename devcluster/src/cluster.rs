@@ -355,6 +355,7 @@ impl Cluster {
         }
         let tokens = TokenKeys::new(secret.as_bytes(), 30 * 24 * 3600);
         self.demo = seed_demo_data(&http, &self.regions, &tokens).await?;
+        wait_replicated(&self.regions).await?;
         self.admin_token = self.demo["adminToken"]
             .as_str()
             .unwrap_or_default()
@@ -668,6 +669,41 @@ async fn wait_healthy(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until every replica has replayed its primary's WAL as of now, so that the demo data
+/// reads the same in every region once the cluster is announced (a read without a consistency
+/// token may otherwise still miss it on a far replica).
+async fn wait_replicated(regions: &[Region]) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for home in regions {
+        let mut primary = sqlx::PgConnection::connect(&home.primary_url).await?;
+        let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(&mut primary)
+            .await?;
+        for (shard, _, url) in regions.iter().flat_map(|r| &r.replicas) {
+            if *shard != home.config.name {
+                continue;
+            }
+            let mut replica = sqlx::PgConnection::connect(url).await?;
+            loop {
+                let replayed: Option<bool> =
+                    sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+                        .bind(&lsn)
+                        .fetch_one(&mut replica)
+                        .await?;
+                if replayed == Some(true) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("a replica of {shard} did not replay {lsn} within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One event per region with the seed's tiers and prices, a few thousand tickets, a few users.
