@@ -293,13 +293,18 @@ async fn warming_opens_the_connection_before_the_first_write() {
     let fakes = Fakes::start().await;
     let mut config = fakes.config();
     config.upstream.warm_interval_ms = 60_000;
+    config.upstream.warm_connections = 3;
     let router = RouterUnderTest::start(config).await;
     let peer = &fakes.routers["eu-west"];
     let deadline = Instant::now() + Duration::from_secs(3);
-    while peer.connections() == 0 && Instant::now() < deadline {
+    while peer.connections() < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(peer.connections(), 1);
+    assert_eq!(
+        peer.connections(),
+        3,
+        "one warm connection per warm_connections"
+    );
     // Give the warm-up answer time to return its connection to the pool.
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..5 {
@@ -311,5 +316,9 @@ async fn warming_opens_the_connection_before_the_first_write() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    assert_eq!(peer.connections(), 1, "the writes used the warm connection");
+    assert_eq!(
+        peer.connections(),
+        3,
+        "the writes used the warm connections"
+    );
 }
