@@ -116,13 +116,14 @@ pub async fn execute(options: &Options) -> anyhow::Result<Report> {
 
     let seconds = run.elapsed.as_secs_f64();
     let rows = recorder.rows(seconds, &target);
+    let requests: u64 = rows.iter().map(|r| r.count).sum();
     let totals = Totals {
         journeys: recorder.journeys.load(Ordering::Relaxed),
-        requests: rows.iter().map(|r| r.count).sum(),
+        requests,
         ok: rows.iter().map(|r| r.ok).sum(),
         refused: rows.iter().map(|r| r.refused).sum(),
         errors: rows.iter().map(|r| r.errors).sum(),
-        per_second: rows.iter().map(|r| r.count).sum::<u64>() as f64 / seconds,
+        per_second: requests as f64 / seconds,
     };
     let nodes = before
         .iter()

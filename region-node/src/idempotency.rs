@@ -83,15 +83,8 @@ pub enum KeyUse {
 
 /// One round trip. (A batch of keyed reserves asks for all its keys at once: [`key_uses`].)
 pub async fn key_use(conn: &mut sqlx::PgConnection, user: Id, key: &str) -> ApiResult<KeyUse> {
-    let (booking, recorded): (Option<i64>, bool) = sqlx::query_as(
-        "SELECT (SELECT id FROM bookings WHERE user_id = $1 AND idempotency_key = $2),
-                EXISTS (SELECT 1 FROM idempotency_keys WHERE user_id = $1 AND key = $2)",
-    )
-    .bind(user.as_i64())
-    .bind(key)
-    .fetch_one(conn)
-    .await?;
-    Ok(KeyUse::from_columns(booking, recorded))
+    let mut uses = key_uses(conn, &[(user.as_i64(), key.to_owned())]).await?;
+    Ok(uses.pop().unwrap_or(KeyUse::Unused))
 }
 
 /// [`key_use`] for many (user, key) pairs in one statement, in their order.
