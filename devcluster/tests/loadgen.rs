@@ -35,7 +35,9 @@ async fn loadgen_drives_every_scenario_and_audits_the_primaries() {
         regions: vec!["us-east".into(), "eu-west".into()],
         latency_scale: 0.1,
         state_dir: std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id())),
-        base_port: 30_000 + (std::process::id() % 300) as u16 * 10,
+        // Below the kernel's ephemeral ports (32768 and up), which any client socket may hold,
+        // and below multi_region's 21000 and up; a cluster spans about 2,200 ports.
+        base_port: 10_000 + (std::process::id() % 350) as u16 * 20,
         program: env!("CARGO_BIN_EXE_devcluster").into(),
     };
     let cluster = Cluster::start(&spec).await.unwrap();
