@@ -1,0 +1,128 @@
+//! Service configuration as data: defaults < TOML file < environment variables with the
+//! service's own prefix (`TICKETING_NODE_DATABASE__URL` sets the node's `database.url`), so one
+//! environment can configure both services. Loaded and validated here for both.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// A service's configuration: its defaults, its environment prefix, its own checks.
+pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
+    /// `TICKETING_NODE_` or `TICKETING_ROUTER_`; `__` separates nested keys.
+    const ENV_PREFIX: &'static str;
+
+    /// Checks what the types cannot say (ranges, references between fields).
+    fn validate(&self) -> Result<(), ConfigError>;
+
+    /// Where the binary listens.
+    fn listen(&self) -> SocketAddr;
+
+    /// Defaults, then the TOML file if given, then the prefixed environment; validated.
+    fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_figment(layers::<Self>(file))
+    }
+
+    /// Extracts and validates a configuration from already layered providers.
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Self = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The layers, lowest first: defaults, the TOML file, the environment.
+pub fn layers<C: ServiceConfig>(file: Option<&Path>) -> Figment {
+    let mut figment = Figment::from(Serialized::defaults(C::default()));
+    if let Some(file) = file {
+        figment = figment.merge(Toml::file(file));
+    }
+    figment.merge(Env::prefixed(C::ENV_PREFIX).split("__"))
+}
+
+#[cfg(test)]
+// figment::Jail's closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Example {
+        listen: SocketAddr,
+        limit: u32,
+        nested: Nested,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Nested {
+        name: String,
+    }
+
+    impl Default for Example {
+        fn default() -> Self {
+            Example {
+                listen: SocketAddr::from(([127, 0, 0, 1], 1)),
+                limit: 5,
+                nested: Nested::default(),
+            }
+        }
+    }
+
+    impl ServiceConfig for Example {
+        const ENV_PREFIX: &'static str = "WIRE_EXAMPLE_";
+
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.limit == 0 {
+                return Err(ConfigError::Invalid("limit must be positive".into()));
+            }
+            Ok(())
+        }
+
+        fn listen(&self) -> SocketAddr {
+            self.listen
+        }
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_which_overrides_the_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("example.toml", "limit = 7\n[nested]\nname = \"file\"\n")?;
+            jail.set_env("WIRE_EXAMPLE_NESTED__NAME", "env");
+            let config = Example::load(Some(Path::new("example.toml"))).unwrap();
+            assert_eq!(config.limit, 7);
+            assert_eq!(config.nested.name, "env");
+            assert_eq!(config.listen(), SocketAddr::from(([127, 0, 0, 1], 1)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_refused_with_a_reason() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("zero.toml", "limit = 0\n")?;
+            let error = Example::load(Some(Path::new("zero.toml"))).unwrap_err();
+            assert!(
+                error.to_string().contains("limit must be positive"),
+                "{error}"
+            );
+            jail.create_file("typo.toml", "limmit = 3\n")?;
+            let error = Example::load(Some(Path::new("typo.toml"))).unwrap_err();
+            assert!(error.to_string().contains("limmit"), "{error}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,99 @@
+//! The JSON error of DESIGN section 5: `{"error": {"code", "message", "status", ...}}`. Every
+//! error either service gives is built and sent through here, so router and node answers match.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Seconds a client should wait before retrying a `503`: short, because the overload or the
+/// unreachable region behind it may be gone (or failed over by DNS) within seconds.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// The whole error answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// The error itself: a stable machine-readable `code`, a sentence for people, the HTTP status,
+/// and any fields that help the client (`available` on `sold_out`, for instance).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    pub status: u16,
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+}
+
+impl ErrorEnvelope {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ErrorEnvelope {
+        ErrorEnvelope {
+            error: ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+                status: status.as_u16(),
+                details: Map::new(),
+            },
+        }
+    }
+
+    /// Adds an extra field beside `code`, `message` and `status`.
+    pub fn with(mut self, field: &str, value: Value) -> ErrorEnvelope {
+        self.error.details.insert(field.to_owned(), value);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn to_value(&self) -> Value {
+        // A struct of strings, numbers and JSON values always serializes.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+impl IntoResponse for ErrorEnvelope {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, axum::Json(self)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_envelope_has_the_design_shape_with_extra_fields_beside() {
+        let envelope = ErrorEnvelope::new(StatusCode::CONFLICT, "sold_out", "not enough tickets")
+            .with("available", json!({"VIP": 0}));
+        assert_eq!(
+            envelope.to_value(),
+            json!({"error": {"code": "sold_out", "message": "not enough tickets", "status": 409,
+                             "available": {"VIP": 0}}})
+        );
+        let back: ErrorEnvelope = serde_json::from_value(envelope.to_value()).unwrap();
+        assert_eq!(back, envelope);
+    }
+
+    #[test]
+    fn unavailable_answers_carry_retry_after() {
+        let response = ErrorEnvelope::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "busy")
+            .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let response =
+            ErrorEnvelope::new(StatusCode::NOT_FOUND, "not_found", "gone").into_response();
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    }
+}
