@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use region_node::auth::{Role, TokenKeys};
 use region_node::config::{default_regions, Config as NodeConfig, RegionConfig, ShardConfig};
+use region_node::identity::auth::{Role, TokenKeys};
 use serde_json::{json, Value};
 
 use crate::dns::DnsServer;
@@ -876,11 +876,7 @@ async fn stop_requested() {
 
 /// A region-node in this process, for `devcluster run-node`: stops on SIGTERM or Ctrl-C.
 pub async fn run_node(config_path: &Path) -> anyhow::Result<()> {
-    let config = NodeConfig::load(Some(config_path))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    region_node::serve(config, listener, stop_requested()).await
+    wire::service::serve_from_file::<region_node::NodeService>(Some(config_path)).await
 }
 
 /// A router in this process, for `devcluster run-router`: stops on SIGTERM or Ctrl-C.

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use region_node::auth::Role;
 use region_node::config::Config;
+use region_node::identity::auth::Role;
 use region_node::Node;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -55,10 +55,18 @@ impl TestNode {
         database_url: &str,
         adjust: impl FnOnce(&mut Config),
     ) -> anyhow::Result<TestNode> {
+        TestNode::start_with_claims(database_url, adjust, Default::default()).await
+    }
+
+    pub async fn start_with_claims(
+        database_url: &str,
+        adjust: impl FnOnce(&mut Config),
+        claims: region_node::booking::store::Claims,
+    ) -> anyhow::Result<TestNode> {
         let database_url = database_url.to_owned();
         let mut config = test_config(&database_url);
         adjust(&mut config);
-        let node = Node::start(config).await?;
+        let node = Node::start_with(config, claims).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();

@@ -89,7 +89,7 @@ impl SecondNode {
 
 async fn second_node(cluster: &Cluster, region: &str) -> SecondNode {
     let file = cluster.state_dir.join(format!("{region}-node.toml"));
-    let mut config = region_node::Config::load(Some(&file)).unwrap();
+    let mut config = <region_node::Config as wire::ServiceConfig>::load(Some(&file)).unwrap();
     let ip = std::net::Ipv4Addr::new(127, 0, 2, 1);
     config.node_name = "node-2".into();
     config.listen = std::net::SocketAddr::from((ip, config.listen.port()));

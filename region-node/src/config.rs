@@ -1,13 +1,11 @@
-//! Node configuration: defaults < TOML file < `TICKETING_NODE_` environment variables (figment).
-//! Each service has its own prefix, so one shared environment can configure both.
+//! Node configuration as data: every key and its default. Loaded by `wire::ServiceConfig`
+//! (defaults < TOML file < `TICKETING_NODE_` environment variables) and checked here.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use serde::{Deserialize, Serialize};
+use wire::{ConfigError, ServiceConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -120,10 +118,6 @@ pub struct BookingConfig {
     pub batch_max: usize,
     /// Batches of one event in flight at once (SKIP LOCKED keeps them apart).
     pub batch_workers_per_event: usize,
-    /// Test-only: claim tickets without row locks, to prove the concurrency tests can fail.
-    /// Never read from files or the environment; only in-process tests can set it.
-    #[serde(skip)]
-    pub unsafe_disable_row_locks: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,7 +205,6 @@ impl Default for BookingConfig {
             batch_reserves: true,
             batch_max: 256,
             batch_workers_per_event: 2,
-            unsafe_disable_row_locks: false,
         }
     }
 }
@@ -225,31 +218,14 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("configuration: {0}")]
-    Invalid(String),
-}
+impl ServiceConfig for Config {
+    const ENV_PREFIX: &'static str = "TICKETING_NODE_";
 
-impl Config {
-    /// Defaults, then the TOML file if given, then `TICKETING_NODE_*` variables
-    /// (`TICKETING_NODE_DATABASE__URL` sets `database.url`).
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            figment = figment.merge(Toml::file(file));
-        }
-        let config: Config = figment
-            .merge(Env::prefixed("TICKETING_NODE_").split("__"))
-            .extract()
-            .map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
+    fn listen(&self) -> SocketAddr {
+        self.listen
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.auth.jwt_secret.len() < 16 {
             return invalid("auth.jwt_secret must be at least 16 bytes".into());
@@ -301,7 +277,9 @@ impl Config {
         }
         Ok(())
     }
+}
 
+impl Config {
     pub fn region_id(&self, name: &str) -> Option<u8> {
         self.regions.iter().find(|r| r.name == name).map(|r| r.id)
     }

@@ -1,10 +1,12 @@
-//! Every failure the API can report, mapped to the JSON error of DESIGN section 5 in one place.
+//! Every failure the node's API can report, with its status and code, in one place; the JSON
+//! shape itself is `wire::ErrorEnvelope`, shared with the router.
 
 use std::collections::BTreeMap;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use wire::ErrorEnvelope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -102,17 +104,13 @@ impl ApiError {
         }
     }
 
-    /// The JSON body of DESIGN section 5, with extra fields where they help the client.
-    pub fn body(&self) -> serde_json::Value {
-        let mut error = json!({
-            "code": self.code(),
-            "message": self.to_string(),
-            "status": self.status().as_u16(),
-        });
-        if let ApiError::SoldOut { available, .. } = self {
-            error["available"] = json!(available);
+    /// The JSON error of DESIGN section 5, with extra fields where they help the client.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        let envelope = ErrorEnvelope::new(self.status(), self.code(), self.to_string());
+        match self {
+            ApiError::SoldOut { available, .. } => envelope.with("available", json!(available)),
+            _ => envelope,
         }
-        json!({ "error": error })
     }
 }
 
@@ -136,17 +134,10 @@ impl From<id_gen::IdError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
         if let ApiError::Internal(err) = &self {
             tracing::error!(error = ?err, "internal error");
         }
-        let mut response = (status, axum::Json(self.body())).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        self.envelope().into_response()
     }
 }
 

@@ -1,29 +1,44 @@
 //! The region-node: the booking API over its region's PostgreSQL primary.
 //!
 //! It accepts writes only for events homed in its own region (the region is in every id) and runs
-//! each as one short transaction on the local primary. See `shared/DESIGN.md`.
+//! each as one short transaction on the local primary; it answers reads from this region's
+//! replicas of every shard, through a cache. See `shared/DESIGN.md`.
+//!
+//! Layout, by concern: `booking/` (reserve with group commit, confirm, cancel; all booking SQL in
+//! `booking::store`), `catalog/` (events, tiers, tickets, sale terms), `reads/` (replica readers
+//! and lag, cache, consistency tokens, answers), `identity/` (tokens, users, machine lease),
+//! `ops/` (metrics, sweeper, health), `http/` (thin handlers). `state` is the shared state;
+//! `server` assembles it all.
 
-pub mod app;
-pub mod audit;
-pub mod auth;
-pub mod batching;
 pub mod booking;
-pub mod cache;
+pub mod catalog;
 pub mod config;
-pub mod consistency;
 pub mod error;
-pub mod events;
-pub mod expiry;
-pub mod extract;
 pub mod http;
-pub mod idempotency;
-pub mod machine_lease;
-pub mod metrics;
-pub mod payment;
+pub mod identity;
+pub mod ids;
+pub mod input;
+pub mod ops;
 pub mod reads;
-pub mod replica;
-pub mod tickets;
-pub mod users;
+pub mod server;
+pub mod state;
 
-pub use app::{router, serve, serve_node, Node, MIGRATOR};
 pub use config::Config;
+pub use server::{router, serve, serve_node};
+pub use state::{Node, MIGRATOR};
+
+/// The region-node as a deployable service (`wire::service::main` runs it).
+pub struct NodeService;
+
+impl wire::Service for NodeService {
+    type Config = Config;
+    const NAME: &'static str = "region-node";
+
+    fn serve(
+        config: Config,
+        listener: tokio::net::TcpListener,
+        shutdown: wire::Shutdown,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        serve(config, listener, shutdown)
+    }
+}

@@ -404,14 +404,11 @@ async fn the_claim_reads_only_the_claimable_index_however_many_are_sold() {
     let mut tx = api.node.db.begin().await.unwrap();
     let plan: Vec<(String,)> = sqlx::query_as(&format!(
         "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}",
-        region_node::booking::CLAIM_AVAILABLE
+        region_node::booking::store::CLAIM
     ))
     .bind(event.parse::<i64>().unwrap())
     .bind(vec!["GA"])
     .bind(vec![1i32])
-    .bind(2i64)
-    .bind(2i64)
-    .bind(600f64)
     .fetch_all(&mut *tx)
     .await
     .unwrap();

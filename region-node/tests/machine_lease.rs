@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use devcluster::harness::TestNode;
-use region_node::machine_lease::{LeaseError, MachineLease};
+use region_node::identity::lease::{LeaseError, MachineLease};
 
 #[tokio::test]
 async fn nodes_on_one_primary_lease_different_machine_numbers() {

@@ -1,20 +1,20 @@
+//! Handlers of `/events`: the list, one event, creation (admin).
+
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::ListParams;
-use crate::app::Node;
-use crate::auth::AdminUser;
-use crate::consistency::ReadAfter;
+use crate::catalog::events::{self, EventView, NewEvent};
 use crate::error::ApiResult;
-use crate::events::{self, EventView, NewEvent};
-use crate::extract::{Json, PathId, Query};
-use crate::reads::ReadAnswer;
+use crate::http::extract::{Admin, After, Json, PathId, Query};
+use crate::http::ListParams;
+use crate::reads::answer::ReadAnswer;
+use crate::state::Node;
 
 pub async fn list(
     State(node): State<Arc<Node>>,
-    after: ReadAfter,
+    After(after): After,
     Query(params): Query<ListParams>,
 ) -> ApiResult<ReadAnswer> {
     events::list(&node, params.limit()?, &after).await
@@ -22,7 +22,7 @@ pub async fn list(
 
 pub async fn create(
     State(node): State<Arc<Node>>,
-    _admin: AdminUser,
+    _admin: Admin,
     Json(new): Json<NewEvent>,
 ) -> ApiResult<(StatusCode, axum::Json<EventView>)> {
     Ok((
@@ -33,7 +33,7 @@ pub async fn create(
 
 pub async fn get(
     State(node): State<Arc<Node>>,
-    after: ReadAfter,
+    After(after): After,
     PathId(id): PathId,
 ) -> ApiResult<ReadAnswer> {
     events::get(&node, id, &after).await

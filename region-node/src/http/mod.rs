@@ -1,19 +1,25 @@
-//! HTTP handlers: thin adapters from requests to the functions of `users`, `events`, `tickets`
-//! and `booking`.
+//! The node's HTTP surface: the routes (`routes`), one module of thin handlers per resource,
+//! the extractors that turn bad input into JSON errors (`extract`), and what wraps every
+//! request (`middleware`). Handlers hold no logic: each calls one function of a feature.
 
 use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::app::Node;
+use crate::catalog::events::MAX_LIST;
+use crate::error::ApiError;
+use crate::state::Node;
 
 mod booking;
 mod events;
+pub mod extract;
+pub mod middleware;
 mod ops;
 mod tickets;
 mod users;
 
+/// Everything under `/api/v1`.
 pub fn api_routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/users", post(users::create))
@@ -31,6 +37,7 @@ pub fn api_routes() -> Router<Arc<Node>> {
         .route("/cluster", get(ops::cluster))
 }
 
+/// `/healthz`, `/readyz`, `/metrics`, at the root.
 pub fn ops_routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -38,7 +45,7 @@ pub fn ops_routes() -> Router<Arc<Node>> {
         .route("/metrics", get(ops::metrics))
 }
 
-/// `?limit=` for lists: 1..=500, default 100.
+/// `?limit=` for lists: 1 to `MAX_LIST`, default 100.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
@@ -46,13 +53,13 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    pub fn limit(&self) -> Result<i64, crate::error::ApiError> {
+    pub fn limit(&self) -> Result<i64, ApiError> {
         match self.limit {
             None => Ok(100),
-            Some(n) if (1..=500).contains(&n) => Ok(n),
-            Some(_) => Err(crate::error::ApiError::Validation(
-                "limit must be 1 to 500".into(),
-            )),
+            Some(n) if (1..=MAX_LIST).contains(&n) => Ok(n),
+            Some(_) => Err(ApiError::Validation(format!(
+                "limit must be 1 to {MAX_LIST}"
+            ))),
         }
     }
 }

@@ -1,20 +1,21 @@
+//! Handlers of `/tickets`: creation in bulk (admin), availability, one ticket.
+
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::app::Node;
-use crate::auth::AdminUser;
-use crate::consistency::ReadAfter;
+use crate::catalog::tickets::{self, CreateTickets, CreatedTickets};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_id, Json, PathId, Query};
-use crate::reads::ReadAnswer;
-use crate::tickets::{self, CreateTickets, CreatedTickets};
+use crate::http::extract::{Admin, After, Json, PathId, Query};
+use crate::input::parse_id;
+use crate::reads::answer::ReadAnswer;
+use crate::state::Node;
 
 pub async fn create(
     State(node): State<Arc<Node>>,
-    _admin: AdminUser,
+    _admin: Admin,
     Json(request): Json<CreateTickets>,
 ) -> ApiResult<(StatusCode, axum::Json<CreatedTickets>)> {
     Ok((
@@ -31,7 +32,7 @@ pub struct AvailabilityParams {
 
 pub async fn availability(
     State(node): State<Arc<Node>>,
-    after: ReadAfter,
+    After(after): After,
     Query(params): Query<AvailabilityParams>,
 ) -> ApiResult<ReadAnswer> {
     let raw = params
@@ -43,7 +44,7 @@ pub async fn availability(
 
 pub async fn get(
     State(node): State<Arc<Node>>,
-    after: ReadAfter,
+    After(after): After,
     PathId(id): PathId,
 ) -> ApiResult<ReadAnswer> {
     tickets::get(&node, id, &after).await

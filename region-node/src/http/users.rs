@@ -1,15 +1,15 @@
+//! Handlers of `/users`: sign-up and lookup.
+
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::app::Node;
-use crate::auth::AuthUser;
-use crate::consistency::ReadAfter;
 use crate::error::ApiResult;
-use crate::extract::{Json, PathId};
-use crate::reads::ReadAnswer;
-use crate::users::{self, NewUser, SignedUpUser};
+use crate::http::extract::{After, Caller, Json, PathId};
+use crate::identity::users::{self, NewUser, SignedUpUser};
+use crate::reads::answer::ReadAnswer;
+use crate::state::Node;
 
 pub async fn create(
     State(node): State<Arc<Node>>,
@@ -23,8 +23,8 @@ pub async fn create(
 
 pub async fn get(
     State(node): State<Arc<Node>>,
-    caller: AuthUser,
-    after: ReadAfter,
+    Caller(caller): Caller,
+    After(after): After,
     PathId(id): PathId,
 ) -> ApiResult<ReadAnswer> {
     users::get(&node, caller, id, &after).await

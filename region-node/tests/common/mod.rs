@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use devcluster::harness::TestNode;
+
+pub mod audit;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -41,6 +43,21 @@ impl Api {
     pub async fn start_with(adjust: impl FnOnce(&mut region_node::Config)) -> Api {
         Api::from(
             TestNode::start_with(adjust)
+                .await
+                .expect("test node starts"),
+        )
+    }
+
+    /// A node whose claims take no row locks: the race tests' negative control.
+    pub async fn start_unlocked(adjust: impl FnOnce(&mut region_node::Config)) -> Api {
+        let cluster = devcluster::postgres::shared_test_cluster().await;
+        let url = cluster
+            .create_unique_database("node")
+            .await
+            .expect("database");
+        let claims = region_node::booking::store::Claims::without_row_locks();
+        Api::from(
+            TestNode::start_with_claims(&url, adjust, claims)
                 .await
                 .expect("test node starts"),
         )
@@ -225,8 +242,8 @@ impl Api {
             .expect("tier in availability")
     }
 
-    pub async fn audit(&self, event: &str) -> region_node::audit::AuditReport {
-        region_node::audit::audit_event(&self.node.db, event.parse().expect("event id"))
+    pub async fn audit(&self, event: &str) -> audit::AuditReport {
+        audit::audit_event(&self.node.db, event.parse().expect("event id"))
             .await
             .expect("audit query")
     }

@@ -4,13 +4,13 @@ use chrono::{DateTime, Utc};
 use id_gen::Id;
 use serde::{Deserialize, Serialize};
 
-use crate::app::Node;
-use crate::auth::{AuthUser, Role};
-use crate::consistency::ReadAfter;
 use crate::error::{ApiError, ApiResult};
-use crate::events::id_from_db;
-use crate::extract::text;
-use crate::reads::ReadAnswer;
+use crate::identity::auth::{AuthUser, Role};
+use crate::ids::id_from_db;
+use crate::input::text;
+use crate::reads::answer::ReadAnswer;
+use crate::reads::consistency::ReadAfter;
+use crate::state::Node;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

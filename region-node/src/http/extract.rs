@@ -1,15 +1,24 @@
 //! Request extractors whose rejections are our JSON errors, so that bad input never reaches a
-//! handler and never gets axum's plain-text answers.
+//! handler and never gets axum's plain-text answers: the body, path ids, queries, the caller,
+//! consistency tokens and the `Idempotency-Key`.
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use id_gen::Id;
 use serde::de::DeserializeOwned;
 
+use crate::booking::idempotency::key_from_headers;
 use crate::error::ApiError;
+use crate::identity::auth::AuthUser;
+use crate::input::parse_id;
+use crate::reads::consistency::ReadAfter;
+use crate::state::Node;
 
 /// A JSON body. Content-Type is not required (curl users forget it); the body must parse.
 pub struct Json<T>(pub T);
@@ -64,26 +73,6 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// Parses an ID from a path or query string, naming the field in the error.
-pub fn parse_id(field: &str, raw: &str) -> Result<Id, ApiError> {
-    raw.parse::<Id>()
-        .ok()
-        .filter(|id| id.as_u64() > 0)
-        .ok_or_else(|| {
-            ApiError::InvalidId(format!(
-                "{field} must be a positive 64-bit id in decimal, got {:?}",
-                truncate(raw, 40)
-            ))
-        })
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 /// Query string into a struct, with our error on failure.
 pub struct Query<T>(pub T);
 
@@ -98,29 +87,53 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// A trimmed text field of `min..=max` characters. NUL is refused (PostgreSQL cannot store it),
-/// and so is every other control character in one-line fields such as names.
-pub fn text<'a>(
-    field: &str,
-    value: &'a str,
-    min: usize,
-    max: usize,
-    multi_line: bool,
-) -> Result<&'a str, ApiError> {
-    let value = value.trim();
-    let length = value.chars().count();
-    if length < min || length > max {
-        return Err(ApiError::Validation(if min == 0 {
-            format!("{field} must be at most {max} characters")
-        } else {
-            format!("{field} must be {min} to {max} characters")
-        }));
+/// The caller, from a valid bearer token.
+pub struct Caller(pub AuthUser);
+
+impl FromRequestParts<Arc<Node>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, ApiError> {
+        let authorization = parts
+            .headers
+            .get(AUTHORIZATION)
+            // A header that is not text is no `Bearer <token>` either.
+            .map(|h| h.to_str().unwrap_or_default());
+        node.tokens.caller(authorization).map(Caller)
     }
-    let allowed = |c: char| !c.is_control() || (multi_line && matches!(c, '\n' | '\r' | '\t'));
-    if !value.chars().all(allowed) {
-        return Err(ApiError::Validation(format!(
-            "{field} must not contain control characters"
-        )));
+}
+
+/// A caller with the admin role.
+pub struct Admin(pub AuthUser);
+
+impl FromRequestParts<Arc<Node>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, ApiError> {
+        let Caller(user) = Caller::from_request_parts(parts, node).await?;
+        user.ensure_admin()?;
+        Ok(Admin(user))
     }
-    Ok(value)
+}
+
+/// The consistency tokens a read presents (`X-Consistency-Token`).
+pub struct After(pub ReadAfter);
+
+impl<S: Send + Sync> FromRequestParts<S> for After {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        ReadAfter::from_headers(&parts.headers).map(After)
+    }
+}
+
+/// The request's `Idempotency-Key`, if it sent one.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        key_from_headers(&parts.headers).map(IdempotencyKey)
+    }
 }

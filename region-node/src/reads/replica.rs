@@ -12,8 +12,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use crate::config::Config;
-use crate::consistency::Lsn;
 use crate::error::{ApiError, ApiResult};
+use crate::reads::consistency::Lsn;
 
 /// Where a read was served from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

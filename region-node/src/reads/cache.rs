@@ -11,16 +11,17 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use moka::future::Cache;
 
-use crate::consistency::Lsn;
 use crate::error::{ApiError, ApiResult};
-use crate::replica::Source;
+use crate::reads::consistency::Lsn;
+use crate::reads::replica::Source;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CacheKey {
     Event(i64),
     Availability(i64),
-    /// One shard's event list (region id, limit).
-    EventList(u8, i64),
+    /// One shard's event list, soonest first, as long as a list may be (the shard's region id).
+    /// One entry per shard whatever `?limit=` asks, so a write drops exactly one key.
+    EventList(u8),
 }
 
 /// A serialized answer and what it is worth.
@@ -111,15 +112,18 @@ impl ReadCache {
         Ok((entry, lookup))
     }
 
-    /// The home node drops its own entries for an event when it writes to it.
-    pub async fn invalidate_event(&self, event_id: i64, region_id: u8) {
-        self.entries.invalidate(&CacheKey::Event(event_id)).await;
-        self.entries
-            .invalidate(&CacheKey::Availability(event_id))
-            .await;
-        let _ = self.entries.invalidate_entries_if(
-            move |key, _| matches!(key, CacheKey::EventList(r, _) if *r == region_id),
-        );
+    /// Drops every cached view a write to `event_id` (homed in shard `shard_region`) may have
+    /// changed: its page, its availability and its shard's event list. Every write that
+    /// changes an event's views calls this, on the home node that ran it; other regions' nodes
+    /// keep theirs for at most the TTL, and a read carrying the write's token skips them.
+    pub async fn invalidate_event_views(&self, event_id: i64, shard_region: u8) {
+        for key in [
+            CacheKey::Event(event_id),
+            CacheKey::Availability(event_id),
+            CacheKey::EventList(shard_region),
+        ] {
+            self.entries.invalidate(&key).await;
+        }
     }
 
     pub fn hits(&self) -> u64 {
@@ -137,7 +141,7 @@ impl ReadCache {
 }
 
 /// A load error shared by every waiter of one flight, re-made for each of them.
-pub(crate) fn shared_error(error: &ApiError) -> ApiError {
+pub fn shared_error(error: &ApiError) -> ApiError {
     match error {
         ApiError::NotFound(what) => ApiError::NotFound(what.clone()),
         ApiError::Unavailable => ApiError::Unavailable,

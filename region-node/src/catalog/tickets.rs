@@ -1,17 +1,21 @@
-//! Tickets: bulk creation, availability in the seed's shape, and single-ticket lookup.
+//! Tickets: bulk creation on the home primary, availability in the seed's shape, and one
+//! ticket's lookup, read in this region.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use id_gen::Id;
 use serde::{Deserialize, Serialize};
+use sqlx::Connection;
 
-use crate::app::Node;
-use crate::cache::CacheKey;
-use crate::consistency::ReadAfter;
+use crate::catalog::events::TierView;
+use crate::catalog::store;
 use crate::error::{ApiError, ApiResult};
-use crate::events::{self, ensure_home, id_from_db, TierView};
-use crate::reads::{self, ReadAnswer};
+use crate::ids::{ensure_home, id_from_db};
+use crate::reads::answer::{self, ReadAnswer};
+use crate::reads::cache::CacheKey;
+use crate::reads::consistency::ReadAfter;
+use crate::state::Node;
 
 /// Most tickets one request may create; bigger on-sales take several requests.
 pub const MAX_TICKETS_PER_REQUEST: i64 = 1_000_000;
@@ -83,52 +87,32 @@ pub struct CreatedTickets {
     pub total_available: i64,
 }
 
-/// Creates the tickets in one statement per tier (UNNEST over minted ids), in one transaction.
+/// Creates the tickets in one statement per tier (UNNEST over minted ids), in one transaction;
+/// the event's cached views are dropped.
 pub async fn create(node: &Node, request: CreateTickets) -> ApiResult<CreatedTickets> {
     let counts = request.counts()?;
     let event_id = request.event_id;
-    ensure_home(node, event_id)?;
-    let mut tx = node.pool.begin().await?;
-    let event = events::find(&mut tx, event_id).await?;
-    let known: Vec<(String,)> = sqlx::query_as("SELECT name FROM tiers WHERE event_id = $1")
-        .bind(event.id)
-        .fetch_all(&mut *tx)
-        .await?;
+    ensure_home(&node.config, event_id)?;
+    let terms = node.terms.get(&node.pool, event_id).await?;
     for (tier, _) in &counts {
-        if !known.iter().any(|(k,)| k == tier) {
-            return Err(unknown_tier(tier, &known));
-        }
+        terms.price_of(tier)?;
     }
+    let mut conn = node.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
     let mut created = BTreeMap::new();
     for (tier, count) in counts {
         let ids = node.ids.next_many(count as usize)?;
-        sqlx::query(
-            "INSERT INTO tickets (id, event_id, tier)
-             SELECT u.id, $2, $3 FROM unnest($1::bigint[]) AS u(id)",
-        )
-        .bind(&ids)
-        .bind(event.id)
-        .bind(&tier)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE tiers SET ticket_count = ticket_count + $3 WHERE event_id = $1 AND name = $2",
-        )
-        .bind(event.id)
-        .bind(&tier)
-        .bind(count)
-        .execute(&mut *tx)
-        .await?;
+        store::insert_tickets(&mut tx, terms.id, &tier, &ids).await?;
         created.insert(tier, count);
     }
-    let tiers: Vec<TierView> = events::availability(&mut *tx, &[event.id])
+    let tiers: Vec<TierView> = store::availability(&mut *tx, &[terms.id])
         .await?
         .iter()
         .map(TierView::from_row)
         .collect();
     tx.commit().await?;
     node.cache
-        .invalidate_event(event.id, node.region_id.get())
+        .invalidate_event_views(terms.id, node.region_id.get())
         .await;
     Ok(CreatedTickets {
         event_id,
@@ -136,14 +120,6 @@ pub async fn create(node: &Node, request: CreateTickets) -> ApiResult<CreatedTic
         total_available: tiers.iter().map(|t| t.available).sum(),
         tiers,
     })
-}
-
-pub fn unknown_tier(tier: &str, known: &[(String,)]) -> ApiError {
-    let names: Vec<&str> = known.iter().map(|(k,)| k.as_str()).collect();
-    ApiError::Validation(format!(
-        "unknown tier {tier:?}; this event has {}",
-        names.join(", ")
-    ))
 }
 
 #[derive(Debug, Serialize)]
@@ -162,9 +138,9 @@ pub async fn availability(node: &Node, event_id: Id, after: &ReadAfter) -> ApiRe
         .cache
         .get_or_load(CacheKey::Availability(event_id.as_i64()), token, || async {
             let source = node.read_source(shard, after).await?;
-            let (mut conn, lsn) = reads::snapshot(&source).await?;
-            let event = events::find(&mut conn, event_id).await?;
-            let tiers: Vec<TierView> = events::availability(&mut *conn, &[event.id])
+            let (mut conn, lsn) = answer::snapshot(&source).await?;
+            let event = store::find_event(&mut conn, event_id).await?;
+            let tiers: Vec<TierView> = store::availability(&mut *conn, &[event.id])
                 .await?
                 .iter()
                 .map(TierView::from_row)
@@ -174,21 +150,10 @@ pub async fn availability(node: &Node, event_id: Id, after: &ReadAfter) -> ApiRe
                 total_available: tiers.iter().map(|t| t.available).sum(),
                 tiers,
             };
-            reads::entry(&view, &source, lsn)
+            answer::entry(&view, &source, lsn)
         })
         .await?;
     Ok(ReadAnswer::from_cached(&entry, lookup))
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct TicketRow {
-    id: i64,
-    event_id: i64,
-    tier: String,
-    status: String,
-    lapsed_hold: bool,
-    price_cents: i64,
-    sold_at: Option<DateTime<Utc>>,
 }
 
 /// A ticket as the public sees it: no holder, and a lapsed hold shows as available.
@@ -205,17 +170,7 @@ pub struct TicketView {
 
 pub async fn get(node: &Node, id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer> {
     let source = node.read_source(node.shard_of(id)?, after).await?;
-    let row: TicketRow = sqlx::query_as(
-        "SELECT t.id, t.event_id, t.tier, t.status,
-                (t.status = 'held' AND t.hold_expires_at <= now()) AS lapsed_hold,
-                tr.price_cents, t.sold_at
-         FROM tickets t JOIN tiers tr ON tr.event_id = t.event_id AND tr.name = t.tier
-         WHERE t.id = $1",
-    )
-    .bind(id.as_i64())
-    .fetch_optional(&source.pool)
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("ticket {id}")))?;
+    let row = store::find_ticket(&source.pool, id).await?;
     let view = TicketView {
         id: id_from_db(row.id)?,
         event_id: id_from_db(row.event_id)?,

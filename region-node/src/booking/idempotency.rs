@@ -1,37 +1,46 @@
 //! `Idempotency-Key` for writes: scoped to the user, kept for a configured time. A repeat returns
 //! the first response; a repeat while the first still runs gets `409`; failures that a retry may
-//! cure (409 conflicts, 429, 5xx) are not recorded, so the retry really runs.
+//! cure (409 conflicts, 429, 5xx) are not recorded, so the retry really runs. Confirm and cancel
+//! keep their record in `idempotency_keys`; a reserve's record is its booking (see
+//! `booking::reserve`), and [`key_uses`] looks up both.
 
 use std::future::Future;
 use std::hash::Hasher;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
 use id_gen::Id;
 use serde::Serialize;
+use wire::headers::IDEMPOTENCY_KEY;
 
-use crate::app::Node;
 use crate::error::{ApiError, ApiResult};
+use crate::state::Node;
 
-pub const HEADER: &str = "idempotency-key";
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-pub const TOKEN_HEADER: &str = "x-consistency-token";
+/// A write's answer: its status and JSON body, and whether it replays the answer to an earlier
+/// request with the same key. (`http` sends it, with the body's consistency token as a header.)
+#[derive(Debug)]
+pub struct WriteAnswer {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+    pub replayed: bool,
+}
 
-/// The request's `Idempotency-Key`, if it sent one.
-pub struct IdempotencyKey(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        key_from(&parts.headers).map(IdempotencyKey)
+impl WriteAnswer {
+    pub fn new<T: Serialize>(
+        status: StatusCode,
+        value: T,
+        replayed: bool,
+    ) -> ApiResult<WriteAnswer> {
+        Ok(WriteAnswer {
+            status,
+            body: to_json(value)?,
+            replayed,
+        })
     }
 }
 
-fn key_from(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(value) = headers.get(HEADER) else {
+/// The request's `Idempotency-Key`, if it sent one: 1 to 255 visible ASCII characters.
+pub fn key_from_headers(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let key = value
@@ -207,23 +216,9 @@ async fn finish(node: &Node, user: Id, key: &str, status: StatusCode, body: &ser
     }
 }
 
-/// A write's answer; `replayed` marks the answer to an earlier request with the same key.
-pub fn respond<T: Serialize>(status: StatusCode, value: T, replayed: bool) -> Response {
-    let body = match to_json(value) {
-        Ok(body) => body,
-        Err(e) => return e.into_response(),
-    };
-    let mut response = json_response(status, body);
-    if replayed {
-        response
-            .headers_mut()
-            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-    }
-    response
-}
-
 /// Runs `operation` once per (user, key). Without a key it just runs. (Reserve keeps its
-/// record in the booking instead: see `booking::reserve`.)
+/// record in the booking instead: see `booking::reserve`.) An error is recorded too, when a
+/// retry could not cure it, and returned as the error it is.
 pub async fn run<R, T, F, Fut>(
     node: &Node,
     user: Id,
@@ -232,7 +227,7 @@ pub async fn run<R, T, F, Fut>(
     request: R,
     success: StatusCode,
     run_once: F,
-) -> Response
+) -> ApiResult<WriteAnswer>
 where
     R: Serialize,
     T: Serialize,
@@ -240,23 +235,27 @@ where
     Fut: Future<Output = ApiResult<T>>,
 {
     let Some(key) = key else {
-        return match run_once(request).await.and_then(to_json) {
-            Ok(body) => json_response(success, body),
-            Err(e) => e.into_response(),
-        };
+        return WriteAnswer::new(success, run_once(request).await?, false);
     };
     let print = fingerprint(operation, &request);
-    match start(node, user, key, operation, print).await {
-        Err(e) => e.into_response(),
-        Ok(Start::Replay(status, body)) => respond(status, body, true),
-        Ok(Start::Proceed) => match run_once(request).await.and_then(to_json) {
+    match start(node, user, key, operation, print).await? {
+        Start::Replay(status, body) => Ok(WriteAnswer {
+            status,
+            body,
+            replayed: true,
+        }),
+        Start::Proceed => match run_once(request).await.and_then(to_json) {
             Ok(body) => {
                 finish(node, user, key, success, &body).await;
-                json_response(success, body)
+                Ok(WriteAnswer {
+                    status: success,
+                    body,
+                    replayed: false,
+                })
             }
             Err(e) => {
-                finish(node, user, key, e.status(), &e.body()).await;
-                e.into_response()
+                finish(node, user, key, e.status(), &e.envelope().to_value()).await;
+                Err(e)
             }
         },
     }
@@ -266,30 +265,21 @@ fn to_json<T: Serialize>(value: T) -> ApiResult<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| ApiError::Internal(e.into()))
 }
 
-/// A write's JSON answer; its consistency token, if any, also goes in `X-Consistency-Token`.
-fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    let token = body
-        .get("consistencyToken")
-        .and_then(|t| t.as_str())
-        .and_then(|t| HeaderValue::from_str(t).ok());
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Some(token) = token {
-        response.headers_mut().insert(TOKEN_HEADER, token);
-    }
-    response
-}
-
 /// Drops records older than the retention, a bounded batch at a time.
-pub async fn purge_aged(node: &Node, batch: i64) -> ApiResult<u64> {
+pub async fn purge_aged(
+    conn: &mut sqlx::PgConnection,
+    retention_hours: u32,
+    batch: i64,
+) -> ApiResult<u64> {
     Ok(sqlx::query(
         "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
              SELECT ctid FROM idempotency_keys
              WHERE created_at <= now() - make_interval(hours => $1)
              LIMIT $2))",
     )
-    .bind(node.config.booking.idempotency_ttl_hours as i32)
+    .bind(retention_hours as i32)
     .bind(batch)
-    .execute(&node.pool)
+    .execute(conn)
     .await?
     .rows_affected())
 }

@@ -1,39 +1,21 @@
-//! How a read is answered: the shard reader picks a source, the snapshot records the WAL
-//! position it includes, and the answer carries `X-Cache`, `X-Data-Age-Ms` and where it came from.
+//! How a read is answered: the snapshot records the WAL position a read includes, and the
+//! answer carries `X-Cache`, `X-Data-Age-Ms`, `X-Read-Source` and, for a gather over shards,
+//! what it could not read.
 
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use id_gen::Id;
 use serde::Serialize;
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
+use wire::headers::{X_CACHE, X_DATA_AGE_MS, X_MISSING_SHARDS, X_READ_SOURCE, X_STALE};
 
-use crate::app::Node;
-use crate::cache::{Cached, Lookup};
-use crate::consistency::{Lsn, ReadAfter};
 use crate::error::{ApiError, ApiResult};
-use crate::replica::{ReadSource, ShardReader, Source};
-
-impl Node {
-    /// The reader of the shard an id was minted in.
-    pub fn shard_of(&self, id: Id) -> ApiResult<&ShardReader> {
-        self.readers
-            .shard_by_region(id.region().get())
-            .ok_or_else(|| ApiError::InvalidId(format!("{id} names no region this node reads")))
-    }
-
-    /// A source for `shard` that honours the read's consistency token for it.
-    pub async fn read_source(
-        &self,
-        shard: &ShardReader,
-        after: &ReadAfter,
-    ) -> ApiResult<ReadSource> {
-        self.readers.source(shard, after.lsn_for(&shard.name)).await
-    }
-}
+use crate::reads::cache::{Cached, Lookup};
+use crate::reads::consistency::Lsn;
+use crate::reads::replica::{ReadSource, Source};
 
 /// A connection on `source` and the WAL position its reads will include at least (asked before
 /// the data, and replay only moves forward).
@@ -125,12 +107,12 @@ impl IntoResponse for ReadAnswer {
         );
         if let Some(lookup) = self.lookup {
             let value = if lookup == Lookup::Hit { "hit" } else { "miss" };
-            headers.insert("x-cache", HeaderValue::from_static(value));
+            headers.insert(X_CACHE, HeaderValue::from_static(value));
         }
         if let Ok(age) =
             HeaderValue::from_str(&self.data_age_ms.min(u64::from(u32::MAX)).to_string())
         {
-            headers.insert("x-data-age-ms", age);
+            headers.insert(X_DATA_AGE_MS, age);
         }
         let sources = self
             .sources
@@ -146,14 +128,14 @@ impl IntoResponse for ReadAnswer {
             .collect::<Vec<_>>()
             .join(", ");
         if let Ok(value) = HeaderValue::from_str(&sources) {
-            headers.insert("x-read-source", value);
+            headers.insert(X_READ_SOURCE, value);
         }
         if self.stale {
-            headers.insert("x-stale", HeaderValue::from_static("true"));
+            headers.insert(X_STALE, HeaderValue::from_static("true"));
         }
         if !self.missing.is_empty() {
             if let Ok(value) = HeaderValue::from_str(&self.missing.join(", ")) {
-                headers.insert("x-missing-shards", value);
+                headers.insert(X_MISSING_SHARDS, value);
             }
         }
         response

@@ -1,15 +1,15 @@
 //! Consistency tokens, for read-your-writes on replicas: `<home shard>:<commit LSN>`, e.g.
-//! `us-east:0/3A1B2C8`. A read presenting one is never answered from data older than it.
+//! `us-east:0/3A1B2C8`. Every write answers with one; a read presenting one is never answered
+//! from data older than it.
 
 use std::fmt;
 use std::str::FromStr;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use sqlx::PgConnection;
+use wire::headers::CONSISTENCY_TOKEN;
 
-use crate::error::ApiError;
-
-pub const HEADER: &str = "x-consistency-token";
+use crate::error::{ApiError, ApiResult};
 
 /// A WAL position, as PostgreSQL prints it (`X/Y`, two hex halves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -85,12 +85,11 @@ impl ReadAfter {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ReadAfter {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+impl ReadAfter {
+    /// The `X-Consistency-Token` headers of a read (repeated, or comma-separated), at most 16.
+    pub fn from_headers(headers: &HeaderMap) -> Result<ReadAfter, ApiError> {
         let mut tokens = Vec::new();
-        for value in parts.headers.get_all(HEADER) {
+        for value in headers.get_all(CONSISTENCY_TOKEN) {
             let value = value
                 .to_str()
                 .map_err(|_| ApiError::Validation("X-Consistency-Token must be ASCII".into()))?;
@@ -103,6 +102,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadAfter {
         }
         Ok(ReadAfter(tokens))
     }
+}
+
+/// The token of a write just committed on `conn`, this node's primary of `shard`: a position
+/// in the WAL at or past the commit record, so a replica that has replayed it shows everything
+/// the write did. The insert position, not `pg_current_wal_lsn()`: with asynchronous commit the
+/// write position can still be short of the commit record.
+pub async fn token_after_write(conn: &mut PgConnection, shard: &str) -> ApiResult<String> {
+    let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(conn)
+        .await?;
+    Ok(format!("{shard}:{lsn}"))
 }
 
 #[cfg(test)]
@@ -123,5 +133,21 @@ mod tests {
         assert_eq!(token.to_string(), "us-east:0/3A1B2C8");
         assert!("us-east".parse::<ConsistencyToken>().is_err());
         assert!(":0/1".parse::<ConsistencyToken>().is_err());
+    }
+
+    #[test]
+    fn a_read_may_present_several_tokens_and_each_shard_waits_for_its_newest() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            CONSISTENCY_TOKEN,
+            "us-east:0/10, eu-west:0/5".parse().unwrap(),
+        );
+        headers.append(CONSISTENCY_TOKEN, "us-east:0/20".parse().unwrap());
+        let after = ReadAfter::from_headers(&headers).unwrap();
+        assert_eq!(after.lsn_for("us-east"), Some(Lsn(0x20)));
+        assert_eq!(after.lsn_for("eu-west"), Some(Lsn(0x5)));
+        assert_eq!(after.lsn_for("ap-southeast"), None);
+        headers.insert(CONSISTENCY_TOKEN, "garbage".parse().unwrap());
+        assert!(ReadAfter::from_headers(&headers).is_err());
     }
 }

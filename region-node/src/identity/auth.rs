@@ -1,15 +1,10 @@
-//! Bearer JWTs (HS256). The user id always comes from the token, never from a request body.
+//! Bearer JWTs (HS256): signing, checking, and who the caller is. The user id always comes from
+//! the token, never from a request body.
 
-use std::sync::Arc;
-
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use id_gen::Id;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::app::Node;
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +57,20 @@ impl TokenKeys {
             .map_err(|e| ApiError::Internal(e.into()))
     }
 
+    /// The caller of an `Authorization` header value: `Bearer <valid token>`.
+    pub fn caller(&self, authorization: Option<&str>) -> Result<AuthUser, ApiError> {
+        let authorization = authorization
+            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
+        let token = authorization
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization must be `Bearer <token>`".into())
+            })?;
+        self.verify(token)
+    }
+
     pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))?;
@@ -89,6 +98,14 @@ impl AuthUser {
         self.role == Role::Admin
     }
 
+    pub fn ensure_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("this needs the admin role".into()))
+        }
+    }
+
     /// The caller may act for `owner`: it is them, or an admin.
     pub fn ensure_can_act_for(&self, owner: Id, what: &str) -> Result<(), ApiError> {
         if self.id == owner || self.is_admin() {
@@ -97,43 +114,6 @@ impl AuthUser {
             Err(ApiError::Forbidden(format!(
                 "this {what} belongs to another user"
             )))
-        }
-    }
-}
-
-impl FromRequestParts<Arc<Node>> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("Authorization must be `Bearer <token>`".into())
-            })?;
-        node.tokens.verify(token)
-    }
-}
-
-/// A caller with the admin role.
-pub struct AdminUser(pub AuthUser);
-
-impl FromRequestParts<Arc<Node>> for AdminUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, ApiError> {
-        let user = AuthUser::from_request_parts(parts, node).await?;
-        if user.is_admin() {
-            Ok(AdminUser(user))
-        } else {
-            Err(ApiError::Forbidden("this needs the admin role".into()))
         }
     }
 }

@@ -1,0 +1,349 @@
+//! Reserve: a hold on tickets of every wanted tier, all or nothing, on the home primary.
+//!
+//! Concurrent reserves of one event are coalesced (group commit: `booking::coalesce`) and a
+//! group runs as one transaction: one claim locks the tickets the whole group asks for
+//! (`booking::store::CLAIM`, `FOR UPDATE SKIP LOCKED`), `booking::assign` hands them out in
+//! arrival order, then one statement holds them and one inserts the bookings, so many holds
+//! share one durable commit. A reserve alone is a group of one. If a group fails for any reason,
+//! each of its requests runs again alone, so one request's failure never fails its group-mates.
+//!
+//! With an `Idempotency-Key`, the booking row is the key's record: it carries the key (unique
+//! per user) and is written in the hold's own transaction, so a keyed reserve costs no commit
+//! more than an unkeyed one. A group looks up all its keys in one statement; a concurrent
+//! duplicate waits on the unique key and then answers with the first one's booking.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sqlx::{Connection, PgConnection};
+
+use crate::booking::assign::{self, Assignment};
+use crate::booking::coalesce::Pending;
+use crate::booking::idempotency::{self, KeyUse};
+use crate::booking::request::{wanted_tiers, Line, Prepared, ReserveRequest};
+use crate::booking::store;
+use crate::booking::views::{BookingView, Reserved, TicketRef};
+use crate::catalog;
+use crate::error::{ApiError, ApiResult};
+use crate::identity::auth::AuthUser;
+use crate::ids::ensure_home;
+use crate::state::Node;
+
+/// Reserve: checked and priced here, then held with its event's other concurrent reserves
+/// (or alone, when group commit is off).
+pub async fn reserve(
+    node: &Arc<Node>,
+    user: AuthUser,
+    request: ReserveRequest,
+    idempotency_key: Option<&str>,
+) -> ApiResult<Reserved> {
+    let prepared = prepare(node, user, request, idempotency_key).await?;
+    // Unlocked claims (the race tests' negative control) race one transaction per reserve.
+    if !node.config.booking.batch_reserves || node.claims.unlocked() {
+        return reserve_alone(node, prepared).await;
+    }
+    let runner = node.clone();
+    let run = move |batch| run_batch(runner.clone(), batch);
+    match node.batcher.submit(prepared.event_id, prepared, run).await {
+        Ok(answer) => answer,
+        // Its batch never ran: running it alone cannot book twice.
+        Err(prepared) => reserve_alone(node, prepared).await,
+    }
+}
+
+/// Validation, the event's terms and prices, and the booking's id: everything but the claim.
+async fn prepare(
+    node: &Node,
+    user: AuthUser,
+    request: ReserveRequest,
+    idempotency_key: Option<&str>,
+) -> ApiResult<Prepared> {
+    let event_id = request.event_id;
+    ensure_home(&node.config, event_id)?;
+    let terms = node.terms.get(&node.pool, event_id).await?;
+    if terms.status != "on_sale" {
+        return Err(ApiError::EventNotOnSale(event_id.to_string()));
+    }
+    let wanted = wanted_tiers(&request.tickets, terms.max_per_order.into())?;
+    let lines = wanted
+        .iter()
+        .map(|(tier, quantity)| {
+            Ok(Line {
+                tier: tier.clone(),
+                quantity: *quantity,
+                unit_price_cents: terms.price_of(tier)?,
+            })
+        })
+        .collect::<ApiResult<Vec<Line>>>()?;
+    let total_cents = lines
+        .iter()
+        .map(|l| l.unit_price_cents * i64::from(l.quantity))
+        .sum();
+    Ok(Prepared {
+        event_id: terms.id,
+        booking_id: node.ids.next()?,
+        user_id: user.id,
+        hold_seconds: terms.hold_seconds,
+        quantity: wanted.iter().map(|(_, q)| q).sum(),
+        wanted,
+        lines,
+        total_cents,
+        idempotency_key: idempotency_key.map(str::to_owned),
+    })
+}
+
+/// A batch the coalescer gathered: every request gets its own answer.
+async fn run_batch(node: Arc<Node>, batch: Vec<Pending<Prepared, ApiResult<Reserved>>>) {
+    node.metrics.reserve_batch_size.observe(batch.len() as f64);
+    let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.job, p.reply)).unzip();
+    let answers = reserve_group(&node, requests).await;
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        let _ = reply.send(answer);
+    }
+}
+
+/// A reserve in a transaction of its own: its key's earlier answer, else its hold.
+async fn reserve_alone(node: &Node, prepared: Prepared) -> ApiResult<Reserved> {
+    let alone = std::slice::from_ref(&prepared);
+    if let Some(Some(earlier)) = answer_used_keys(node, alone).await?.pop() {
+        return earlier;
+    }
+    match hold_group(node, alone).await {
+        Ok(mut held) => held.pop().unwrap_or_else(|| {
+            Err(ApiError::Internal(anyhow::anyhow!(
+                "reserve answered nothing"
+            )))
+        }),
+        Err(failure) => failure.answer_alone(node, &prepared).await,
+    }
+}
+
+/// Answers a batch of reserves of one event, in their order: earlier answers for keys used
+/// before, then one transaction for the rest; if anything fails, each of the rest alone.
+async fn reserve_group(node: &Node, group: Vec<Prepared>) -> Vec<ApiResult<Reserved>> {
+    let earlier = match answer_used_keys(node, &group).await {
+        Ok(earlier) => earlier,
+        Err(error) => {
+            tracing::warn!(%error, size = group.len(), "reserve batch's key lookup failed; running its requests one by one");
+            return each_alone(node, group).await;
+        }
+    };
+    let mut answers = Vec::with_capacity(group.len());
+    let mut fresh = Vec::new();
+    for (prepared, earlier) in group.into_iter().zip(earlier) {
+        if earlier.is_none() {
+            fresh.push((answers.len(), prepared));
+        }
+        answers.push(earlier);
+    }
+    if !fresh.is_empty() {
+        let (slots, requests): (Vec<usize>, Vec<Prepared>) = fresh.into_iter().unzip();
+        let held = match hold_group(node, &requests).await {
+            Ok(held) => held,
+            Err(failure) => {
+                tracing::warn!(error = %failure, size = requests.len(), "reserve batch failed; running its requests one by one");
+                each_alone(node, requests).await
+            }
+        };
+        for (slot, answer) in slots.into_iter().zip(held) {
+            answers[slot] = Some(answer);
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or_else(|| Err(ApiError::Internal(anyhow::anyhow!("reserve unanswered"))))
+        })
+        .collect()
+}
+
+/// After a failed batch: each request on its own, so one never fails the others.
+async fn each_alone(node: &Node, requests: Vec<Prepared>) -> Vec<ApiResult<Reserved>> {
+    futures::future::join_all(requests.into_iter().map(|p| reserve_alone(node, p))).await
+}
+
+/// One statement for every key of the group: `Some(answer)` for a request whose key was used
+/// before (that booking again, or `422`), `None` for the rest.
+async fn answer_used_keys(
+    node: &Node,
+    group: &[Prepared],
+) -> ApiResult<Vec<Option<ApiResult<Reserved>>>> {
+    let keys: Vec<(i64, String)> = group
+        .iter()
+        .filter_map(|p| Some((p.user_id.as_i64(), p.idempotency_key.clone()?)))
+        .collect();
+    if keys.is_empty() {
+        return Ok(group.iter().map(|_| None).collect());
+    }
+    let mut conn = node.pool.acquire().await?;
+    let mut uses = idempotency::key_uses(&mut conn, &keys).await?.into_iter();
+    let mut answers = Vec::with_capacity(group.len());
+    for prepared in group {
+        let key_use = match prepared.idempotency_key {
+            Some(_) => uses.next().unwrap_or(KeyUse::Unused),
+            None => KeyUse::Unused,
+        };
+        answers.push(
+            earlier_answer(node, &mut conn, prepared, key_use)
+                .await
+                .transpose(),
+        );
+    }
+    Ok(answers)
+}
+
+/// What an earlier use of `prepared`'s key answers: `None` when the key is new (the reserve
+/// runs), the earlier booking as it is now, or `422` when the key was used for something else.
+async fn earlier_answer(
+    node: &Node,
+    conn: &mut PgConnection,
+    prepared: &Prepared,
+    key_use: KeyUse,
+) -> ApiResult<Option<Reserved>> {
+    match key_use {
+        KeyUse::Unused => Ok(None),
+        KeyUse::Recorded => Err(ApiError::IdempotencyKeyReused),
+        KeyUse::Reserve(id) => {
+            let row = store::find(conn, crate::ids::id_from_db(id)?).await?;
+            if !same_request(&row.lines.0, row.event_id, prepared) {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            let tickets = store::tickets_of(conn, &[row.id]).await?;
+            let view = BookingView::new(row, tickets.into_iter().map(|(_, t)| t).collect())?;
+            let token =
+                crate::reads::consistency::token_after_write(conn, &node.config.region).await?;
+            Ok(Some(Reserved {
+                view: view.with_token(token),
+                replayed: true,
+            }))
+        }
+    }
+}
+
+/// Whether a booking of `event_id` with `lines` is what `prepared` asks for.
+fn same_request(lines: &[Line], event_id: i64, prepared: &Prepared) -> bool {
+    let booked: BTreeMap<&str, i32> = lines
+        .iter()
+        .map(|l| (l.tier.as_str(), l.quantity))
+        .collect();
+    let asked: BTreeMap<&str, i32> = prepared
+        .wanted
+        .iter()
+        .map(|(tier, quantity)| (tier.as_str(), *quantity))
+        .collect();
+    event_id == prepared.event_id && asked == booked
+}
+
+/// Why a group's transaction did not answer its requests.
+#[derive(Debug, thiserror::Error)]
+enum HoldFailure {
+    /// A request's `Idempotency-Key` was taken by a concurrent duplicate meanwhile.
+    #[error("an Idempotency-Key was used concurrently")]
+    KeyTaken,
+    #[error(transparent)]
+    Failed(#[from] ApiError),
+}
+
+impl From<sqlx::Error> for HoldFailure {
+    fn from(error: sqlx::Error) -> Self {
+        HoldFailure::Failed(error.into())
+    }
+}
+
+impl HoldFailure {
+    /// The answer to a request that failed alone: for a taken key, the booking it made.
+    async fn answer_alone(self, node: &Node, prepared: &Prepared) -> ApiResult<Reserved> {
+        match self {
+            HoldFailure::Failed(error) => Err(error),
+            HoldFailure::KeyTaken => {
+                let mut conn = node.pool.acquire().await?;
+                let key = prepared.idempotency_key.as_deref().unwrap_or_default();
+                let key_use = idempotency::key_use(&mut conn, prepared.user_id, key).await?;
+                earlier_answer(node, &mut conn, prepared, key_use)
+                    .await?
+                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("taken key has no booking")))
+            }
+        }
+    }
+}
+
+/// One transaction for the group (of one event): claim, hand out, hold, insert, commit. Per
+/// request, its booking or its `409 sold_out`.
+async fn hold_group(
+    node: &Node,
+    group: &[Prepared],
+) -> Result<Vec<ApiResult<Reserved>>, HoldFailure> {
+    let event_id = group[0].event_id;
+    let wants = || group.iter().map(|p| p.wanted.as_slice());
+    let mut conn = node.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    node.claims.prepare_transaction(&mut tx).await?;
+    let claimed = node
+        .claims
+        .claim(&mut tx, event_id, &assign::totals(wants()))
+        .await?;
+    let assignments = assign::assign(claimed, wants());
+    let placed: Vec<(&Prepared, &[TicketRef])> = group
+        .iter()
+        .zip(&assignments)
+        .filter_map(|(p, a)| match a {
+            Assignment::Tickets(tickets) => Some((p, tickets.as_slice())),
+            Assignment::Short(_) => None,
+        })
+        .collect();
+    let mut rows = Default::default();
+    if !placed.is_empty() {
+        store::hold(&mut tx, &placed).await?;
+        let requests: Vec<&Prepared> = placed.iter().map(|(p, _)| *p).collect();
+        rows = match store::insert_held(&mut tx, event_id, &requests).await {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(HoldFailure::KeyTaken)
+            }
+            Err(e) => return Err(e.into()),
+        };
+    }
+    tx.commit().await?;
+    let token = if placed.is_empty() {
+        None
+    } else {
+        Some(node.event_written(&mut conn, event_id).await?)
+    };
+    let short = assignments
+        .iter()
+        .any(|a| matches!(a, Assignment::Short(_)));
+    let available = if short {
+        catalog::store::available_by_tier(&mut conn, event_id).await?
+    } else {
+        BTreeMap::new()
+    };
+    let held: usize = placed.iter().map(|(_, t)| t.len()).sum();
+    node.metrics.tickets_held.inc_by(held as u64);
+    let mut answers = Vec::with_capacity(group.len());
+    for (prepared, assignment) in group.iter().zip(assignments) {
+        answers.push(match assignment {
+            Assignment::Tickets(tickets) => {
+                node.metrics.booking_outcome("held");
+                let row = rows.remove(&prepared.booking_id.as_i64()).ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!("a held booking went missing"))
+                })?;
+                let view = BookingView::new(row, tickets)?;
+                Ok(Reserved {
+                    view: match &token {
+                        Some(token) => view.with_token(token.clone()),
+                        None => view,
+                    },
+                    replayed: false,
+                })
+            }
+            Assignment::Short(message) => {
+                node.metrics.booking_outcome("sold_out");
+                Err(ApiError::SoldOut {
+                    message,
+                    available: available.clone(),
+                })
+            }
+        });
+    }
+    Ok(answers)
+}

@@ -1,0 +1,276 @@
+//! Events and their tiers: creation on the home primary, and the event page and the event list
+//! read in this region through the cache.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use id_gen::Id;
+use serde::{Deserialize, Serialize};
+use sqlx::Connection;
+
+use crate::catalog::store::{self, EventRow, NewEventRow, TierAvailability};
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::ids::id_from_db;
+use crate::input::text;
+use crate::reads::answer::{self, ReadAnswer};
+use crate::reads::cache::{CacheKey, Lookup};
+use crate::reads::consistency::ReadAfter;
+use crate::state::Node;
+
+/// The longest event list one request may ask for; a shard's cached list holds this many.
+pub const MAX_LIST: i64 = 500;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewEvent {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub venue: String,
+    pub starts_at: DateTime<Utc>,
+    pub home_region: String,
+    pub tiers: Vec<NewTier>,
+    pub hold_seconds: Option<i64>,
+    pub max_per_order: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewTier {
+    pub name: String,
+    pub price_cents: i64,
+}
+
+/// The largest tier price we accept: ten million dollars.
+const MAX_PRICE_CENTS: i64 = 1_000_000_000;
+const MAX_TIERS: usize = 20;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TierView {
+    pub name: String,
+    pub price_cents: i64,
+    /// Price in currency units, as the seed API showed it.
+    pub price: f64,
+    pub available: i64,
+    pub total: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub id: Id,
+    pub name: String,
+    pub description: String,
+    pub venue: String,
+    pub starts_at: DateTime<Utc>,
+    pub home_region: String,
+    pub status: String,
+    pub hold_seconds: i32,
+    pub max_per_order: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub tiers: Vec<TierView>,
+    pub total_available: i64,
+}
+
+impl TierView {
+    pub fn from_row(row: &TierAvailability) -> TierView {
+        TierView {
+            name: row.name.clone(),
+            price_cents: row.price_cents,
+            price: row.price_cents as f64 / 100.0,
+            available: row.available,
+            total: row.ticket_count,
+        }
+    }
+}
+
+impl EventView {
+    fn new(row: EventRow, tiers: &[TierAvailability]) -> ApiResult<EventView> {
+        let tiers: Vec<TierView> = tiers
+            .iter()
+            .filter(|t| t.event_id == row.id)
+            .map(TierView::from_row)
+            .collect();
+        Ok(EventView {
+            id: id_from_db(row.id)?,
+            total_available: tiers.iter().map(|t| t.available).sum(),
+            name: row.name,
+            description: row.description,
+            venue: row.venue,
+            starts_at: row.starts_at,
+            home_region: row.home_region,
+            status: row.status,
+            hold_seconds: row.hold_seconds,
+            max_per_order: row.max_per_order,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            tiers,
+        })
+    }
+}
+
+/// Everything a new event must be, checked before anything is written.
+fn validate(config: &Config, new: &NewEvent) -> ApiResult<()> {
+    let bad = |m: String| Err(ApiError::Validation(m));
+    text("name", &new.name, 1, 200, false)?;
+    text("venue", &new.venue, 1, 200, false)?;
+    text("description", &new.description, 0, 5000, true)?;
+    if new.starts_at <= Utc::now() {
+        return bad("startsAt must be in the future".into());
+    }
+    if config.region_id(&new.home_region).is_none() {
+        let known: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
+        return bad(format!(
+            "homeRegion {:?} is not a region; regions are {}",
+            new.home_region,
+            known.join(", ")
+        ));
+    }
+    if new.tiers.is_empty() || new.tiers.len() > MAX_TIERS {
+        return bad(format!("tiers must hold 1 to {MAX_TIERS} tiers"));
+    }
+    let mut seen = HashSet::new();
+    for tier in &new.tiers {
+        let tier_name = text("tier name", &tier.name, 1, 50, false)?;
+        if !seen.insert(tier_name) {
+            return bad(format!("tier {tier_name:?} appears twice"));
+        }
+        if !(0..=MAX_PRICE_CENTS).contains(&tier.price_cents) {
+            return bad(format!(
+                "priceCents of {tier_name:?} must be 0 to {MAX_PRICE_CENTS}"
+            ));
+        }
+    }
+    if let Some(h) = new.hold_seconds {
+        if !(1..=3600).contains(&h) {
+            return bad("holdSeconds must be 1 to 3600".into());
+        }
+    }
+    if let Some(m) = new.max_per_order {
+        if !(1..=100).contains(&m) {
+            return bad("maxPerOrder must be 1 to 100".into());
+        }
+    }
+    Ok(())
+}
+
+/// Creates an event homed here, with its tiers; its shard's cached event list is dropped.
+pub async fn create(node: &Node, new: NewEvent) -> ApiResult<EventView> {
+    validate(&node.config, &new)?;
+    if new.home_region != node.config.region {
+        return Err(ApiError::Misdirected {
+            home: new.home_region,
+            local: node.config.region.clone(),
+        });
+    }
+    let booking = &node.config.booking;
+    let row = NewEventRow {
+        id: node.ids.next()?,
+        name: new.name.trim(),
+        description: new.description.trim(),
+        venue: new.venue.trim(),
+        starts_at: new.starts_at,
+        home_region: &new.home_region,
+        hold_seconds: new
+            .hold_seconds
+            .unwrap_or(booking.default_hold_seconds.into()) as i32,
+        max_per_order: new
+            .max_per_order
+            .unwrap_or(booking.default_max_per_order.into()) as i32,
+        tiers: new
+            .tiers
+            .iter()
+            .map(|t| (t.name.trim().to_owned(), t.price_cents))
+            .collect(),
+    };
+    let mut conn = node.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let event = store::insert_event(&mut tx, &row).await?;
+    let tiers = store::availability(&mut *tx, &[event.id]).await?;
+    tx.commit().await?;
+    node.cache
+        .invalidate_event_views(event.id, node.region_id.get())
+        .await;
+    EventView::new(event, &tiers)
+}
+
+/// One event with availability per tier, from this region's copy of its shard (cached).
+pub async fn get(node: &Node, id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+    let shard = node.shard_of(id)?;
+    let token = after.lsn_for(&shard.name);
+    let (entry, lookup) = node
+        .cache
+        .get_or_load(CacheKey::Event(id.as_i64()), token, || async {
+            let source = node.read_source(shard, after).await?;
+            let (mut conn, lsn) = answer::snapshot(&source).await?;
+            let row = store::find_event(&mut conn, id).await?;
+            let tiers = store::availability(&mut *conn, &[row.id]).await?;
+            answer::entry(&EventView::new(row, &tiers)?, &source, lsn)
+        })
+        .await?;
+    Ok(ReadAnswer::from_cached(&entry, lookup))
+}
+
+/// Events of every shard, soonest first, gathered in parallel from this region's replicas
+/// (never across the WAN unless a replica is too far behind). A shard that cannot be read at
+/// all is left out and named in `X-Missing-Shards`.
+pub async fn list(node: &Node, limit: i64, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+    let per_shard = node.readers.shards().map(|shard| async move {
+        let token = after.lsn_for(&shard.name);
+        let loaded = node
+            .cache
+            .get_or_load(CacheKey::EventList(shard.region_id), token, || async {
+                let source = node.read_source(shard, after).await?;
+                let (mut conn, lsn) = answer::snapshot(&source).await?;
+                let rows = store::list_events(&mut conn, MAX_LIST).await?;
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                let tiers = store::availability(&mut *conn, &ids).await?;
+                let views = rows
+                    .into_iter()
+                    .map(|row| EventView::new(row, &tiers))
+                    .collect::<ApiResult<Vec<_>>>()?;
+                answer::entry(&views, &source, lsn)
+            })
+            .await;
+        (shard.name.clone(), loaded)
+    });
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    let mut answer = ReadAnswer::gathering(Some(Lookup::Hit));
+    for (shard, loaded) in futures::future::join_all(per_shard).await {
+        match loaded {
+            Ok((entry, lookup)) => {
+                let part: Vec<serde_json::Value> = serde_json::from_slice(&entry.body)
+                    .map_err(|e| ApiError::Internal(e.into()))?;
+                events.extend(part);
+                if lookup == Lookup::Miss {
+                    answer.lookup = Some(Lookup::Miss);
+                }
+                answer.add_shard(shard, entry.source, entry.data_age_ms(), entry.stale);
+            }
+            Err(error) => {
+                tracing::warn!(%shard, %error, "event list: shard unreadable");
+                answer.missing.push(shard);
+            }
+        }
+    }
+    if answer.sources.is_empty() {
+        return Err(ApiError::Unavailable);
+    }
+    let key = |e: &serde_json::Value| {
+        let starts = e["startsAt"].as_str().unwrap_or_default().to_owned();
+        let id: u64 = e["id"]
+            .as_str()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_default();
+        (starts, id)
+    };
+    events.sort_by_key(key);
+    events.truncate(limit as usize);
+    answer.body = serde_json::to_vec(&events)
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .into();
+    Ok(answer)
+}

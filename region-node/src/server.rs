@@ -1,0 +1,96 @@
+//! The node assembled: the axum router with its middleware, and `serve`, which runs it with the
+//! background loops (machine-lease renewal, expiry sweeper, replica lag watch) until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use wire::headers::X_REQUEST_ID;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http::extract::BodyLimit;
+use crate::http::middleware::{stamp_and_time_limit, track, NodeRequestIds};
+use crate::identity::lease::MachineLease;
+use crate::ops::sweeper;
+use crate::state::Node;
+
+/// The node's routes and middleware, outermost last.
+pub fn router(node: Arc<Node>) -> Router {
+    let body_limit = node.config.http.body_limit_bytes;
+    Router::new()
+        .nest("/api/v1", crate::http::api_routes())
+        .merge(crate::http::ops_routes())
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .route_layer(middleware::from_fn_with_state(node.clone(), track))
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            stamp_and_time_limit,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(BodyLimit(body_limit)))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|r: &Request| wire::trace::request_span(r)),
+        )
+        .layer(SetRequestIdLayer::new(
+            X_REQUEST_ID,
+            NodeRequestIds::default(),
+        ))
+        .with_state(node)
+}
+
+/// Runs the node on `listener` until `shutdown` completes: HTTP, the machine-lease renewal,
+/// the expiry sweeper and the lag watch. The lease is given back on the way out.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let node = Node::start(config).await?;
+    serve_node(node, listener, shutdown).await
+}
+
+/// As `serve`, for a node already started (tests keep the `Node` to inspect it).
+pub async fn serve_node(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let lease: Arc<MachineLease> = node.ids.lease_handle();
+    let background = [
+        tokio::spawn(lease.clone().keep_renewed(node.pool.clone())),
+        tokio::spawn(sweeper::run(node.clone())),
+        tokio::spawn(node.readers.clone().watch()),
+    ];
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        region = %node.config.region,
+        node = %node.config.node_name,
+        machine = lease.machine(),
+        "region-node serving"
+    );
+    let result = axum::serve(listener, router(node.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    for task in background {
+        task.abort();
+    }
+    if let Err(error) = lease.release(&node.pool).await {
+        tracing::warn!(%error, "could not release the machine lease");
+    }
+    node.pool.close().await;
+    result.context("http server")
+}
