@@ -15,14 +15,14 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use wire::headers::{SERVER_TIMING, TRACEPARENT, X_REQUEST_ID, X_SERVED_BY};
+use wire::ServiceConfig;
 
 use crate::client_region::ClientRegions;
 use crate::config::Config;
 use crate::discovery::Discovery;
 use crate::error::RouterError;
-use crate::forward::{
-    Forwarder, Upstream, UpstreamTiming, SERVER_TIMING, TRACEPARENT, X_REQUEST_ID, X_SERVED_BY,
-};
+use crate::forward::{Forwarder, Upstream, UpstreamTiming};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::regions::Regions;
 use crate::{http, routing, trace};
@@ -97,22 +97,10 @@ pub fn router(app: Arc<App>) -> axum::Router {
         }))
         .layer(middleware::from_fn_with_state(app.clone(), stamp))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let header = |name| {
-                req.headers()
-                    .get(name)
-                    .and_then(|v: &HeaderValue| v.to_str().ok())
-                    .unwrap_or("-")
-                    .to_owned()
-            };
-            tracing::info_span!(
-                "request",
-                method = %req.method(),
-                uri = %req.uri(),
-                request_id = %header(X_REQUEST_ID),
-                traceparent = %header(TRACEPARENT),
-            )
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(wire::trace::request_span::<axum::body::Body>),
+        )
         .layer(middleware::from_fn(trace_context))
         .layer(SetRequestIdLayer::new(
             X_REQUEST_ID,
@@ -246,6 +234,22 @@ pub async fn serve_app(
         warmer.abort();
     }
     result.context("http server")
+}
+
+/// The router as a `wire` service, for its binary and devcluster.
+pub struct RouterService;
+
+impl wire::Service for RouterService {
+    type Config = Config;
+    const NAME: &'static str = "router";
+
+    async fn serve(
+        config: Config,
+        listener: TcpListener,
+        shutdown: wire::Shutdown,
+    ) -> anyhow::Result<()> {
+        serve(config, listener, shutdown).await
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-pub const CLIENT_REGION_HEADER: &str = "x-client-region";
+use crate::headers::{X_CLIENT_REGION, X_FORWARDED_FOR};
 
 /// An IPv4 or IPv6 network, e.g. `10.0.0.0/8`; a bare address means just that address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +159,7 @@ impl ClientRegions {
         let trusted = self.is_trusted(peer);
         if trusted {
             let named = headers
-                .get(CLIENT_REGION_HEADER)
+                .get(X_CLIENT_REGION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
                 .and_then(|name| self.known.iter().find(|k| k.as_str() == name));
@@ -192,7 +192,7 @@ impl ClientRegions {
     fn forwarded_client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut client = peer;
         let entries = headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))

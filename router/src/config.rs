@@ -1,14 +1,13 @@
-//! Router configuration: defaults < TOML file < `TICKETING_ROUTER_` environment variables (figment),
-//! the same layering as region-node.
+//! Router configuration: its sections and defaults, and the checks the types cannot express.
+//! Loaded by `wire` (defaults < TOML file < `TICKETING_ROUTER_` environment variables), the same
+//! layering as region-node.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
+use wire::{ConfigError, ServiceConfig};
 
 use crate::client_region::Cidr;
 
@@ -194,34 +193,16 @@ impl Default for UpstreamConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("configuration: {0}")]
-    Invalid(String),
-}
-
-impl Config {
-    /// Defaults, then the TOML file if given, then `TICKETING_ROUTER_*` variables
-    /// (`TICKETING_ROUTER_DNS__NAMESERVER` sets `dns.nameserver`); the node reads
+impl ServiceConfig for Config {
+    /// `TICKETING_ROUTER_DNS__NAMESERVER` sets `dns.nameserver`; the node reads
     /// `TICKETING_NODE_*`, so one environment can hold both.
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            figment = figment.merge(Toml::file(file));
-        }
-        Config::from_figment(figment.merge(Env::prefixed("TICKETING_ROUTER_").split("__")))
+    const ENV_PREFIX: &'static str = "TICKETING_ROUTER_";
+
+    fn listen(&self) -> SocketAddr {
+        self.listen
     }
 
-    /// Extracts and validates a configuration from already layered providers.
-    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.region_config(&self.region).is_none() {
             return invalid(format!("region {:?} is not in `regions`", self.region));
@@ -284,7 +265,9 @@ impl Config {
         }
         Ok(())
     }
+}
 
+impl Config {
     pub fn region_config(&self, name: &str) -> Option<&RegionConfig> {
         self.regions.iter().find(|r| r.name == name)
     }
@@ -313,6 +296,8 @@ pub fn parse_base_url(s: &str) -> Result<Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::providers::{Format, Serialized, Toml};
+    use figment::Figment;
 
     #[test]
     fn defaults_are_valid() {

@@ -30,48 +30,38 @@ use reqwest::Url;
 use crate::config::Config;
 use crate::discovery::Discovery;
 use crate::error::RouterError;
+use crate::headers::{
+    KEEP_ALIVE, PROXY_CONNECTION, X_CLIENT_REGION, X_FORWARDED_FOR, X_READ_FALLBACK, X_ROUTER_HOP,
+};
 use crate::metrics::{FallbackLabels, Metrics, RegionLabels, UpstreamLabels};
 use crate::regions::{Region, Regions};
 use crate::routing::Via;
 
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-pub const X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
-pub const X_HOME_REGION: HeaderName = HeaderName::from_static("x-home-region");
-pub const X_READ_FALLBACK: HeaderName = HeaderName::from_static("x-read-fallback");
-pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
-pub const X_CLIENT_REGION: HeaderName = HeaderName::from_static("x-client-region");
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-/// Marks a write forwarded by another region's router (`<region>/<router>`): the receiver must
-/// run it locally or refuse it, never forward it again.
-pub const X_ROUTER_HOP: HeaderName = HeaderName::from_static("x-router-hop");
-
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus those
 /// the router sets itself.
-const REQUEST_HEADERS_NOT_FORWARDED: [&str; 13] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "expect",
-    "host",
-    "content-length",
-    "x-client-region",
-    "x-router-hop",
+const REQUEST_HEADERS_NOT_FORWARDED: [HeaderName; 13] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::EXPECT,
+    header::HOST,
+    header::CONTENT_LENGTH,
+    X_CLIENT_REGION,
+    X_ROUTER_HOP,
 ];
-const RESPONSE_HEADERS_NOT_FORWARDED: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
+const RESPONSE_HEADERS_NOT_FORWARDED: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
 ];
 
 /// One upstream: a region's node or its router.
@@ -589,7 +579,7 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
 }
 
 /// Removes hop-by-hop headers: the fixed list and any the `Connection` header names.
-fn remove_connection_headers(headers: &mut HeaderMap, fixed: &[&str]) {
+fn remove_connection_headers(headers: &mut HeaderMap, fixed: &[HeaderName]) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -601,7 +591,7 @@ fn remove_connection_headers(headers: &mut HeaderMap, fixed: &[&str]) {
         headers.remove(name);
     }
     for name in fixed {
-        headers.remove(*name);
+        headers.remove(name);
     }
 }
 

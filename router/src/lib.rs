@@ -9,6 +9,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod forward;
+pub mod headers;
 pub mod http;
 pub mod metrics;
 pub mod ops;
@@ -17,5 +18,5 @@ pub mod regions;
 pub mod routing;
 pub mod trace;
 
-pub use app::{router, serve, serve_app, App};
+pub use app::{router, serve, serve_app, App, RouterService};
 pub use config::Config;

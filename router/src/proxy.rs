@@ -9,10 +9,12 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use wire::headers::IDEMPOTENCY_KEY;
 
 use crate::app::App;
 use crate::error::RouterError;
-use crate::forward::{outgoing_headers, Outgoing, IDEMPOTENCY_KEY, X_HOME_REGION, X_ROUTER_HOP};
+use crate::forward::{outgoing_headers, Outgoing};
+use crate::headers::{X_HOME_REGION, X_ROUTER_HOP};
 use crate::routing::{self, Plan, RouteInput, Via};
 use crate::trace;
 
