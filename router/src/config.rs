@@ -9,7 +9,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use wire::{ConfigError, ServiceConfig};
 
-use crate::client_region::Cidr;
+use crate::cidr::Cidr;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
