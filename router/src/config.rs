@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use wire::{ConfigError, ServiceConfig};
@@ -203,20 +204,33 @@ impl ServiceConfig for Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        self.check_identity()?;
+        self.check_regions()?;
+        self.check_client_region_cidrs()?;
+        self.check_limits()
+    }
+}
+
+impl Config {
+    /// This router's region is configured and its name can go into headers.
+    fn check_identity(&self) -> Result<(), ConfigError> {
         if self.region_config(&self.region).is_none() {
             return invalid(format!("region {:?} is not in `regions`", self.region));
         }
-        if self.router_name.is_empty()
-            || axum::http::HeaderValue::from_str(&self.router_name).is_err()
-        {
+        if self.router_name.is_empty() || HeaderValue::from_str(&self.router_name).is_err() {
             return invalid("router_name must be a non-empty header-safe string".into());
         }
+        Ok(())
+    }
+
+    /// Each region: a Snowflake region id, a header-safe name, both unique, usable endpoint
+    /// URLs, and a fallback order naming only other configured regions.
+    fn check_regions(&self) -> Result<(), ConfigError> {
         for (i, r) in self.regions.iter().enumerate() {
             if !(1..=id_gen::MAX_REGION).contains(&r.id) {
                 return invalid(format!("region {} has id {}, must be 1..=31", r.name, r.id));
             }
-            if r.name.is_empty() || axum::http::HeaderValue::from_str(&r.name).is_err() {
+            if r.name.is_empty() || HeaderValue::from_str(&r.name).is_err() {
                 return invalid(format!("region name {:?} is not header-safe", r.name));
             }
             if self.regions[..i]
@@ -239,6 +253,10 @@ impl ServiceConfig for Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn check_client_region_cidrs(&self) -> Result<(), ConfigError> {
         for entry in &self.client_region_cidrs {
             if self.region_config(&entry.region).is_none() {
                 return invalid(format!(
@@ -247,6 +265,12 @@ impl ServiceConfig for Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Timeouts that nest (a probe fits in the unreachable budget, which fits in the request
+    /// timeout), a positive body limit, and a bounded number of retries.
+    fn check_limits(&self) -> Result<(), ConfigError> {
         let t = &self.timeouts;
         if t.connect_ms == 0 || t.probe_ms == 0 {
             return invalid("timeouts.connect_ms and probe_ms must be positive".into());
@@ -265,9 +289,7 @@ impl ServiceConfig for Config {
         }
         Ok(())
     }
-}
 
-impl Config {
     pub fn region_config(&self, name: &str) -> Option<&RegionConfig> {
         self.regions.iter().find(|r| r.name == name)
     }
@@ -275,6 +297,10 @@ impl Config {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.timeouts.connect_ms)
     }
+}
+
+fn invalid(message: String) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid(message))
 }
 
 /// A region endpoint: plain `http` (the router has no TLS client; terminate TLS in front),
