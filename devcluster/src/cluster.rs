@@ -881,9 +881,5 @@ pub async fn run_node(config_path: &Path) -> anyhow::Result<()> {
 
 /// A router in this process, for `devcluster run-router`: stops on SIGTERM or Ctrl-C.
 pub async fn run_router(config_path: &Path) -> anyhow::Result<()> {
-    let config = router::Config::load(Some(config_path))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    router::serve(config, listener, stop_requested()).await
+    wire::service::serve_from_file::<router::RouterService>(Some(config_path)).await
 }

@@ -1,16 +1,16 @@
-//! Router configuration: defaults < TOML file < `TICKETING_ROUTER_` environment variables (figment),
-//! the same layering as region-node.
+//! Router configuration: its sections and defaults, and the checks the types cannot express.
+//! Loaded by `wire` (defaults < TOML file < `TICKETING_ROUTER_` environment variables), the same
+//! layering as region-node.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use axum::http::HeaderValue;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
+use wire::{ConfigError, ServiceConfig};
 
-use crate::client_region::Cidr;
+use crate::cidr::Cidr;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -194,48 +194,43 @@ impl Default for UpstreamConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("configuration: {0}")]
-    Invalid(String),
+impl ServiceConfig for Config {
+    /// `TICKETING_ROUTER_DNS__NAMESERVER` sets `dns.nameserver`; the node reads
+    /// `TICKETING_NODE_*`, so one environment can hold both.
+    const ENV_PREFIX: &'static str = "TICKETING_ROUTER_";
+
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.check_identity()?;
+        self.check_regions()?;
+        self.check_client_region_cidrs()?;
+        self.check_limits()
+    }
 }
 
 impl Config {
-    /// Defaults, then the TOML file if given, then `TICKETING_ROUTER_*` variables
-    /// (`TICKETING_ROUTER_DNS__NAMESERVER` sets `dns.nameserver`); the node reads
-    /// `TICKETING_NODE_*`, so one environment can hold both.
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            figment = figment.merge(Toml::file(file));
-        }
-        Config::from_figment(figment.merge(Env::prefixed("TICKETING_ROUTER_").split("__")))
-    }
-
-    /// Extracts and validates a configuration from already layered providers.
-    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
+    /// This router's region is configured and its name can go into headers.
+    fn check_identity(&self) -> Result<(), ConfigError> {
         if self.region_config(&self.region).is_none() {
             return invalid(format!("region {:?} is not in `regions`", self.region));
         }
-        if self.router_name.is_empty()
-            || axum::http::HeaderValue::from_str(&self.router_name).is_err()
-        {
+        if self.router_name.is_empty() || HeaderValue::from_str(&self.router_name).is_err() {
             return invalid("router_name must be a non-empty header-safe string".into());
         }
+        Ok(())
+    }
+
+    /// Each region: a Snowflake region id, a header-safe name, both unique, usable endpoint
+    /// URLs, and a fallback order naming only other configured regions.
+    fn check_regions(&self) -> Result<(), ConfigError> {
         for (i, r) in self.regions.iter().enumerate() {
             if !(1..=id_gen::MAX_REGION).contains(&r.id) {
                 return invalid(format!("region {} has id {}, must be 1..=31", r.name, r.id));
             }
-            if r.name.is_empty() || axum::http::HeaderValue::from_str(&r.name).is_err() {
+            if r.name.is_empty() || HeaderValue::from_str(&r.name).is_err() {
                 return invalid(format!("region name {:?} is not header-safe", r.name));
             }
             if self.regions[..i]
@@ -258,6 +253,10 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn check_client_region_cidrs(&self) -> Result<(), ConfigError> {
         for entry in &self.client_region_cidrs {
             if self.region_config(&entry.region).is_none() {
                 return invalid(format!(
@@ -266,6 +265,12 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Timeouts that nest (a probe fits in the unreachable budget, which fits in the request
+    /// timeout), a positive body limit, and a bounded number of retries.
+    fn check_limits(&self) -> Result<(), ConfigError> {
         let t = &self.timeouts;
         if t.connect_ms == 0 || t.probe_ms == 0 {
             return invalid("timeouts.connect_ms and probe_ms must be positive".into());
@@ -294,6 +299,10 @@ impl Config {
     }
 }
 
+fn invalid(message: String) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid(message))
+}
+
 /// A region endpoint: plain `http` (the router has no TLS client; terminate TLS in front),
 /// with a host, and no path of its own since request paths are appended as they came.
 pub fn parse_base_url(s: &str) -> Result<Url, String> {
@@ -313,6 +322,8 @@ pub fn parse_base_url(s: &str) -> Result<Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::providers::{Format, Serialized, Toml};
+    use figment::Figment;
 
     #[test]
     fn defaults_are_valid() {

@@ -1,13 +1,10 @@
-//! Every answer the router gives on its own (rather than passing a node's through), mapped to the
-//! JSON error shape of DESIGN section 5 in one place, so it matches what nodes send.
+//! Every answer the router gives on its own (rather than passing a node's through): which status
+//! and code each failure gets. The JSON envelope and `Retry-After` are `wire`'s, so the router's
+//! errors look exactly like the nodes'.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
-/// Seconds a client should wait before retrying a `503`; short, because a region that is
-/// unreachable for the router now may be back (or failed over by DNS) within seconds.
-pub const RETRY_AFTER_SECS: &str = "1";
+use wire::ErrorEnvelope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -79,19 +76,14 @@ impl RouterError {
         }
     }
 
-    /// `{"error": {"code", "message", "status"}}`, as nodes answer.
-    pub fn body(&self) -> serde_json::Value {
-        json!({ "error": {
-            "code": self.code(),
-            "message": self.to_string(),
-            "status": self.status().as_u16(),
-        }})
+    /// The JSON error of DESIGN section 5, as nodes answer.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        ErrorEnvelope::new(self.status(), self.code(), self.to_string())
     }
 }
 
 impl IntoResponse for RouterError {
     fn into_response(self) -> Response {
-        let status = self.status();
         match &self {
             RouterError::Internal(err) => tracing::error!(error = ?err, "internal error"),
             RouterError::HomeRegionUnreachable { .. }
@@ -99,13 +91,6 @@ impl IntoResponse for RouterError {
             | RouterError::UpstreamTimeout { .. } => tracing::warn!(error = %self, "upstream"),
             _ => {}
         }
-        let mut response = (status, axum::Json(self.body())).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-        }
-        response
+        self.envelope().into_response()
     }
 }

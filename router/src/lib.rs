@@ -2,20 +2,26 @@
 //! to another region's node when the local one is down), and sends every write to its home
 //! region, found in the Snowflake id, over one WAN round trip on a warm keep-alive connection.
 //! It never runs SQL. See `shared/DESIGN.md`, sections 1 and 2.
+//!
+//! Layers, each importing only those above it: the foundations (`config`, `cidr`, `error`,
+//! `headers`, `metrics`, `trace`); `routing` (pure decisions); `upstream` (the forwarding
+//! client); `readiness`; the shared `state`; `proxy` (one request end to end); `http` (thin
+//! handlers and middleware); `server` (assembled at the top).
 
-pub mod app;
-pub mod client_region;
+pub mod cidr;
 pub mod config;
-pub mod discovery;
 pub mod error;
-pub mod forward;
+pub mod headers;
 pub mod http;
 pub mod metrics;
-pub mod ops;
 pub mod proxy;
-pub mod regions;
+pub mod readiness;
 pub mod routing;
+pub mod server;
+pub mod state;
 pub mod trace;
+pub mod upstream;
 
-pub use app::{router, serve, serve_app, App};
 pub use config::Config;
+pub use server::{router, serve, serve_app, RouterService};
+pub use state::App;

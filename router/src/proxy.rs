@@ -1,55 +1,39 @@
-//! One API request, end to end: read the body (bounded), work out the client's region, decide
-//! the route, forward, and label the answer with the home region and idempotency key.
+//! One API request through the router: the client's region, the routing plan, the headers sent
+//! upstream (an idempotency key on every write, the hop mark on writes to a peer router), the
+//! forwarding, and the labels on the answer (home region, idempotency key).
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::body::{Body, Bytes};
-use axum::extract::Request;
+use axum::body::Bytes;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use wire::headers::IDEMPOTENCY_KEY;
 
-use crate::app::App;
 use crate::error::RouterError;
-use crate::forward::{outgoing_headers, Outgoing, IDEMPOTENCY_KEY, X_HOME_REGION, X_ROUTER_HOP};
-use crate::routing::{self, Plan, RouteInput, Via};
+use crate::headers::{X_HOME_REGION, X_ROUTER_HOP};
+use crate::routing::plan::{plan, Plan, RouteInput, Via};
+use crate::routing::regions::Region;
+use crate::state::App;
 use crate::trace;
+use crate::upstream::answer::Answer;
+use crate::upstream::hygiene::outgoing_headers;
+use crate::upstream::request::Outgoing;
 
-/// What goes on the response whether the request was forwarded or refused.
-#[derive(Default)]
-struct Labels {
-    home: Option<HeaderValue>,
-    idempotency_key: Option<HeaderValue>,
+/// The outcome of one API request, and what goes on its response whether it was forwarded or
+/// refused.
+pub struct Proxied {
+    pub answer: Result<Answer, RouterError>,
+    /// The home region of the id the request named, if any.
+    pub home: Option<HeaderValue>,
+    /// A write's key, returned so a client whose write failed in transit can retry it safely.
+    pub idempotency_key: Option<HeaderValue>,
 }
 
-pub async fn handle(app: &App, peer: SocketAddr, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let mut labels = Labels::default();
-    let mut response = forward(app, peer, &parts, body, &mut labels)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    let headers = response.headers_mut();
-    if let Some(home) = labels.home {
-        headers.insert(X_HOME_REGION, home);
-    }
-    // Returned so a client whose write failed in transit can retry it safely.
-    if let Some(key) = labels.idempotency_key {
-        headers.insert(IDEMPOTENCY_KEY, key);
-    }
-    response
-}
-
-async fn forward(
-    app: &App,
-    peer: SocketAddr,
-    parts: &Parts,
-    body: Body,
-    labels: &mut Labels,
-) -> Result<Response, RouterError> {
-    let body = read_body(body, &parts.headers, app.config.http.body_limit_bytes).await?;
-    let client = app.client_regions.resolve(peer.ip(), &parts.headers);
-    let plan = routing::plan(
+/// Routes and forwards one API request from `peer`, its body already read.
+pub async fn proxy(app: &App, peer: IpAddr, parts: &Parts, body: Bytes) -> Proxied {
+    let client = app.client_regions.resolve(peer, &parts.headers);
+    let plan = plan(
         &RouteInput {
             method: &parts.method,
             path: parts.uri.path(),
@@ -60,65 +44,86 @@ async fn forward(
         },
         &app.regions,
     );
-    let home = match &plan {
-        Ok(Plan::Read { home }) => *home,
-        Ok(Plan::Write { home, .. }) => Some(*home),
-        Err(_) => None,
+    let home = plan
+        .as_ref()
+        .ok()
+        .and_then(Plan::home)
+        .and_then(|h| HeaderValue::from_str(&h.name).ok());
+    let headers = outgoing_headers(&parts.headers, peer, &client.region);
+    let (answer, idempotency_key) = match plan {
+        Err(error) => (Err(error), None),
+        Ok(Plan::Read { .. }) => {
+            let out = outgoing(parts, headers, body);
+            (app.forwarder.read(&app.regions, &out).await, None)
+        }
+        Ok(Plan::Write { home, via }) => {
+            tracing::debug!(home = %home.name, ?via, client_region = %client.region, "write");
+            write(app, home, via, parts, headers, body).await
+        }
     };
-    labels.home = home.and_then(|h| HeaderValue::from_str(&h.name).ok());
-    let mut headers = outgoing_headers(&parts.headers, peer.ip(), &client.region);
-    let outgoing = |headers: HeaderMap| Outgoing {
+    Proxied {
+        answer,
+        home,
+        idempotency_key,
+    }
+}
+
+/// Sends a write to its home region, with an idempotency key (returned too) and, through a
+/// peer router, the hop mark.
+async fn write(
+    app: &App,
+    home: &Region,
+    via: Via,
+    parts: &Parts,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> (Result<Answer, RouterError>, Option<HeaderValue>) {
+    let key = match idempotency_key(&mut headers) {
+        Ok(key) => key,
+        Err(error) => return (Err(error), None),
+    };
+    if via == Via::PeerRouter {
+        headers.insert(X_ROUTER_HOP, app.name.clone());
+    }
+    let out = outgoing(parts, headers, body);
+    (app.forwarder.write(home, via, &out).await, Some(key))
+}
+
+/// The write's `Idempotency-Key`, minted and added when the client sent none: a key on every
+/// write lets the router (and the client) re-send it safely.
+fn idempotency_key(headers: &mut HeaderMap) -> Result<HeaderValue, RouterError> {
+    if let Some(key) = headers.get(&IDEMPOTENCY_KEY) {
+        return Ok(key.clone());
+    }
+    let key = HeaderValue::from_str(&trace::idempotency_key())
+        .map_err(|e| RouterError::Internal(e.into()))?;
+    headers.insert(IDEMPOTENCY_KEY, key.clone());
+    Ok(key)
+}
+
+fn outgoing(parts: &Parts, headers: HeaderMap, body: Bytes) -> Outgoing {
+    Outgoing {
         method: parts.method.clone(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers,
-        body: body.clone(),
-    };
-    let answer = match plan? {
-        Plan::Read { .. } => app.forwarder.read(&app.regions, &outgoing(headers)).await?,
-        Plan::Write { home, via } => {
-            // A key on every write lets the router (and the client) re-send it safely.
-            let key = match headers.get(&IDEMPOTENCY_KEY) {
-                Some(key) => key.clone(),
-                None => {
-                    let key = HeaderValue::from_str(&trace::idempotency_key())
-                        .map_err(|e| RouterError::Internal(e.into()))?;
-                    headers.insert(IDEMPOTENCY_KEY, key.clone());
-                    key
-                }
-            };
-            labels.idempotency_key = Some(key);
-            if via == Via::PeerRouter {
-                headers.insert(X_ROUTER_HOP, app.name.clone());
-            }
-            tracing::debug!(home = %home.name, ?via, client_region = %client.region, "write");
-            app.forwarder.write(home, via, &outgoing(headers)).await?
-        }
-    };
-    Ok(answer.into_response())
+        body,
+    }
 }
 
-/// The whole request body, refused with `413` past `limit` (early, from `Content-Length`,
-/// when the client declares it).
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, RouterError> {
-    let too_large = || RouterError::PayloadTooLarge { limit };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut stream = body.into_data_stream();
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            RouterError::Validation(format!("could not read the request body: {e}"))
-        })?;
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large());
+impl IntoResponse for Proxied {
+    fn into_response(self) -> Response {
+        let mut response = match self.answer {
+            Ok(answer) => answer.into_response(),
+            Err(error) => error.into_response(),
+        };
+        let headers = response.headers_mut();
+        if let Some(home) = self.home {
+            headers.insert(X_HOME_REGION, home);
         }
-        buf.extend_from_slice(&chunk);
+        if let Some(key) = self.idempotency_key {
+            headers.insert(IDEMPOTENCY_KEY, key);
+        }
+        response
     }
-    Ok(Bytes::from(buf))
 }

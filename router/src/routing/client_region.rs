@@ -5,106 +5,12 @@
 //! so in `X-Client-Region`, but only proxies we trust may: anyone else could name any region.
 //! An optional CIDR table maps client addresses to regions (e.g. corporate ranges).
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use axum::http::HeaderMap;
-use serde::{Deserialize, Serialize};
 
-pub const CLIENT_REGION_HEADER: &str = "x-client-region";
-
-/// An IPv4 or IPv6 network, e.g. `10.0.0.0/8`; a bare address means just that address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid CIDR {0:?}: expected ADDRESS or ADDRESS/PREFIX")]
-pub struct CidrError(String);
-
-impl FromStr for Cidr {
-    type Err = CidrError;
-
-    fn from_str(s: &str) -> Result<Cidr, CidrError> {
-        let err = || CidrError(s.to_owned());
-        let (addr, prefix) = match s.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| err())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(err());
-        }
-        Ok(Cidr {
-            network: mask(addr, prefix),
-            prefix,
-        })
-    }
-}
-
-impl TryFrom<String> for Cidr {
-    type Error = CidrError;
-    fn try_from(s: String) -> Result<Cidr, CidrError> {
-        s.parse()
-    }
-}
-
-impl From<Cidr> for String {
-    fn from(c: Cidr) -> String {
-        c.to_string()
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u32::MAX << (32 - prefix)
-            };
-            IpAddr::V4((bits & m).into())
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - prefix)
-            };
-            IpAddr::V6((bits & m).into())
-        }
-    }
-}
-
-impl Cidr {
-    /// Whether `ip` is inside the network. IPv4-mapped IPv6 addresses (what a dual-stack
-    /// listener reports for IPv4 peers) count as their IPv4 address.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix) == self.network
-    }
-
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-}
+use crate::cidr::Cidr;
+use crate::headers::{X_CLIENT_REGION, X_FORWARDED_FOR};
 
 /// How the client's region was decided (for logs and metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +65,7 @@ impl ClientRegions {
         let trusted = self.is_trusted(peer);
         if trusted {
             let named = headers
-                .get(CLIENT_REGION_HEADER)
+                .get(X_CLIENT_REGION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
                 .and_then(|name| self.known.iter().find(|k| k.as_str() == name));
@@ -192,7 +98,7 @@ impl ClientRegions {
     fn forwarded_client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut client = peer;
         let entries = headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
@@ -214,37 +120,10 @@ impl ClientRegions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderName, HeaderValue};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn cidr_parsing_and_matching() {
-        let c: Cidr = "10.1.2.3/8".parse().unwrap();
-        assert_eq!(c.to_string(), "10.0.0.0/8");
-        assert!(c.contains(ip("10.200.0.1")));
-        assert!(!c.contains(ip("11.0.0.1")));
-        assert!(c.contains(ip("::ffff:10.0.0.7")));
-        let single: Cidr = "127.0.0.1".parse().unwrap();
-        assert!(single.contains(ip("127.0.0.1")));
-        assert!(!single.contains(ip("127.0.0.2")));
-        let v6: Cidr = "fd00::/8".parse().unwrap();
-        assert!(v6.contains(ip("fd12::1")));
-        assert!(!v6.contains(ip("10.0.0.1")));
-        let all: Cidr = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(ip("8.8.8.8")));
-        for bad in [
-            "",
-            "10.0.0.0/33",
-            "10.0.0/8",
-            "::/129",
-            "x/1",
-            "10.0.0.0/-1",
-        ] {
-            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
-        }
     }
 
     fn resolver() -> ClientRegions {
@@ -259,24 +138,20 @@ mod tests {
         )
     }
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
+    fn header(name: HeaderName, value: &'static str) -> HeaderMap {
+        HeaderMap::from_iter([(name, HeaderValue::from_static(value))])
     }
 
     #[test]
     fn header_only_from_trusted_proxies() {
         let r = resolver();
-        let h = headers(&[("x-client-region", "eu-west")]);
+        let h = header(X_CLIENT_REGION, "eu-west");
         assert_eq!(r.resolve(ip("10.1.1.1"), &h).region, "eu-west");
         assert_eq!(r.resolve(ip("10.1.1.1"), &h).source, Source::Header);
         assert_eq!(r.resolve(ip("8.8.8.8"), &h).region, "us-east");
         assert_eq!(r.resolve(ip("8.8.8.8"), &h).source, Source::Default);
         // A region we do not know is ignored, not trusted blindly.
-        let h = headers(&[("x-client-region", "mars")]);
+        let h = header(X_CLIENT_REGION, "mars");
         assert_eq!(r.resolve(ip("10.1.1.1"), &h).region, "us-east");
     }
 
@@ -287,7 +162,7 @@ mod tests {
         assert_eq!(r.resolve(ip("192.0.2.9"), &none).region, "eu-west");
         assert_eq!(r.resolve(ip("192.9.9.9"), &none).region, "ap-southeast");
         // Behind a trusted proxy, the forwarded client address is used...
-        let h = headers(&[("x-forwarded-for", "1.1.1.1, 192.0.2.5, 10.0.0.2")]);
+        let h = header(X_FORWARDED_FOR, "1.1.1.1, 192.0.2.5, 10.0.0.2");
         let got = r.resolve(ip("10.0.0.1"), &h);
         assert_eq!((got.region.as_str(), got.source), ("eu-west", Source::Cidr));
         // ...but an untrusted peer's X-Forwarded-For is ignored.

@@ -3,7 +3,9 @@
 
 use reqwest::Url;
 
-use crate::config::{parse_base_url, Config, ConfigError};
+use wire::ConfigError;
+
+use crate::config::{parse_base_url, Config};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Region {

@@ -1,16 +1,11 @@
-//! Deciding where a request goes: pure functions of the request and the region table, so every
-//! rule is unit-tested without a network.
-//!
-//! Reads stay in the region. A write goes to its home region, which the router finds without a
-//! lookup: it is in the Snowflake id's region bits (DESIGN section 1), or named by the body.
+//! The routing decision: reads stay in the region; a write goes to its home region and only
+//! there, straight to the local node or through the home region's router.
 
 use axum::http::Method;
-use id_gen::Id;
-use serde::Deserialize;
-use serde_json::Value;
 
 use crate::error::RouterError;
-use crate::regions::{Region, Regions};
+use crate::routing::home::{home_named, home_of_id, read_home};
+use crate::routing::regions::{Region, Regions};
 
 /// Where a request goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,6 +16,16 @@ pub enum Plan<'a> {
     Read { home: Option<&'a Region> },
     /// Anything else: the home region and only the home region.
     Write { home: &'a Region, via: Via },
+}
+
+impl<'a> Plan<'a> {
+    /// The home region of the id the request named (a write's is always known).
+    pub fn home(&self) -> Option<&'a Region> {
+        match self {
+            Plan::Read { home } => *home,
+            Plan::Write { home, .. } => Some(*home),
+        }
+    }
 }
 
 /// How a write reaches its home region.
@@ -115,86 +120,11 @@ pub fn plan<'a>(input: &RouteInput<'_>, regions: &'a Regions) -> Result<Plan<'a>
     })
 }
 
-/// The region of the id a read names: the first path segment that is a Snowflake id from a
-/// configured region, else the `eventId` query parameter.
-pub fn read_home<'a>(path: &str, query: Option<&str>, regions: &'a Regions) -> Option<&'a Region> {
-    let from_id = |s: &str| {
-        let id: Id = s.parse().ok()?;
-        regions.by_id(id.region().get())
-    };
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .find_map(from_id)
-        .or_else(|| {
-            query?
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| *k == "eventId")
-                .and_then(|(_, v)| from_id(v))
-        })
-}
-
-type Object = serde_json::Map<String, Value>;
-
-/// The body as a JSON object; anything else cannot be routed.
-fn object(body: &[u8]) -> Result<Object, RouterError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(RouterError::InvalidJson("the body is empty".into()));
-    }
-    serde_json::from_slice(body).map_err(|e| RouterError::InvalidJson(e.to_string()))
-}
-
-fn field<'f>(object: &'f Object, name: &str) -> Result<&'f Value, RouterError> {
-    object
-        .get(name)
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| RouterError::Validation(format!("{name} is required")))
-}
-
-/// The home region of the id in `name`: a decimal string, or a JSON integer.
-fn home_of_id<'a>(
-    body: &[u8],
-    name: &str,
-    regions: &'a Regions,
-) -> Result<&'a Region, RouterError> {
-    let object = object(body)?;
-    let id = Id::deserialize(field(&object, name)?)
-        .map_err(|e| RouterError::InvalidId(format!("{name}: {e}")))?;
-    let bits = id.region().get();
-    regions.by_id(bits).ok_or_else(|| {
-        RouterError::InvalidId(format!(
-            "{name} {id} was minted in region {bits}, which is not a configured region"
-        ))
-    })
-}
-
-fn home_named<'a>(
-    body: &[u8],
-    name: &str,
-    regions: &'a Regions,
-) -> Result<&'a Region, RouterError> {
-    let object = object(body)?;
-    let value = field(&object, name)?;
-    let Some(region) = value.as_str() else {
-        return Err(RouterError::Validation(format!(
-            "{name} must be a region name (one of {})",
-            regions.names().join(", ")
-        )));
-    };
-    regions.by_name(region).ok_or_else(|| {
-        let shown: String = region.chars().take(64).collect();
-        RouterError::Validation(format!(
-            "{name} {shown:?} is not a configured region (one of {})",
-            regions.names().join(", ")
-        ))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
-    use id_gen::{IdParts, RegionId, EPOCH_UNIX_MS};
+    use id_gen::{Id, IdParts, RegionId, EPOCH_UNIX_MS};
 
     fn regions() -> Regions {
         Regions::from_config(&Config::default()).unwrap()

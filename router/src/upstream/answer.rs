@@ -1,0 +1,139 @@
+//! An upstream's answer on its way back to the client: whole, or streamed as it comes (Server-Sent
+//! Events), labelled with the region that answered and the time the call took.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::headers::X_READ_FALLBACK;
+use crate::upstream::hygiene::remove_response_hop_headers;
+use crate::upstream::request::Upstream;
+
+/// An upstream's answer, on its way back to the client.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    body: AnswerBody,
+    /// The region that answered.
+    pub region: String,
+    /// Time across the upstream call, retries included (up to the headers, for streams).
+    pub upstream_time: Duration,
+    /// Set when a read was served by another region: the region it should have come from.
+    pub fallback_from: Option<String>,
+}
+
+enum AnswerBody {
+    Full(Bytes),
+    /// Server-Sent Events: passed on as they come, with no overall deadline.
+    Stream(reqwest::Response),
+}
+
+/// Where the router measured its upstream time; read by the `Server-Timing` middleware.
+#[derive(Clone, Debug)]
+pub struct UpstreamTiming {
+    pub region: String,
+    pub duration: Duration,
+}
+
+impl Answer {
+    /// An answer read whole.
+    pub fn full(
+        upstream: Upstream<'_>,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Answer {
+        Answer::new(upstream, status, headers, AnswerBody::Full(body))
+    }
+
+    /// An answer whose body is passed on as it arrives.
+    pub fn streamed(upstream: Upstream<'_>, response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        Answer::new(upstream, status, headers, AnswerBody::Stream(response))
+    }
+
+    fn new(
+        upstream: Upstream<'_>,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: AnswerBody,
+    ) -> Answer {
+        Answer {
+            status,
+            headers,
+            body,
+            region: upstream.region.to_owned(),
+            upstream_time: Duration::ZERO,
+            fallback_from: None,
+        }
+    }
+
+    /// The client's response: the upstream's status, headers (minus hop-by-hop ones) and body,
+    /// plus `X-Read-Fallback` when another region served a read.
+    pub fn into_response(self) -> Response {
+        let mut headers = self.headers;
+        remove_response_hop_headers(&mut headers);
+        let body = match self.body {
+            AnswerBody::Full(bytes) => Body::from(bytes),
+            AnswerBody::Stream(response) => {
+                headers.remove(header::CONTENT_LENGTH);
+                Body::from_stream(chunks(response))
+            }
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = headers;
+        if let Some(from) = &self.fallback_from {
+            if let Ok(v) = HeaderValue::from_str(&format!("{from} -> {}", self.region)) {
+                response.headers_mut().insert(X_READ_FALLBACK, v);
+            }
+        }
+        response.extensions_mut().insert(UpstreamTiming {
+            region: self.region,
+            duration: self.upstream_time,
+        });
+        response
+    }
+}
+
+/// The response body as a stream of chunks, ending after the first error.
+fn chunks(
+    response: reqwest::Response,
+) -> impl futures::Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static {
+    futures::stream::unfold(Some(response), |state| async move {
+        let mut response = state?;
+        match response.chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+/// Whether an answer is a Server-Sent Events stream (to be passed on unbuffered).
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_streams_are_recognised() {
+        let mut h = HeaderMap::new();
+        assert!(!is_event_stream(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        assert!(is_event_stream(&h));
+    }
+}

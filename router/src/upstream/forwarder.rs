@@ -1,0 +1,385 @@
+//! The forwarding client: one call to one upstream by the failure rules of `upstream` (bounded
+//! time, re-sent only after a broken connection, a liveness probe before giving up), and the two
+//! ways the router uses it: reads fall back across regions, writes go to their home region only.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, Method, StatusCode};
+use reqwest::{RequestBuilder, Url};
+
+use crate::config::Config;
+use crate::error::RouterError;
+use crate::metrics::{FallbackLabels, Metrics, RegionLabels, UpstreamLabels};
+use crate::routing::plan::Via;
+use crate::routing::regions::{Region, Regions};
+use crate::upstream::answer::{is_event_stream, Answer};
+use crate::upstream::discovery::{Discovery, DiscoveryError};
+use crate::upstream::liveness::Liveness;
+use crate::upstream::request::{Outgoing, Upstream};
+
+/// Why an upstream call produced no answer.
+#[derive(Debug)]
+pub enum CallError {
+    /// No sign of life: connect failed, the connection kept breaking, or neither the request
+    /// nor a liveness probe was answered in time.
+    Unreachable(String),
+    /// Alive (it answered the probe) but gave no answer within the request timeout.
+    Timeout,
+}
+
+/// Why one attempt got no answer.
+enum AttemptError {
+    /// The request never left (DNS, connect): re-sending it now cannot help.
+    NotSent(String),
+    /// The connection broke after the request was sent: it may have arrived.
+    Broken(reqwest::Error),
+}
+
+pub struct Forwarder {
+    client: reqwest::Client,
+    discovery: Discovery,
+    request_timeout: Duration,
+    unreachable: Duration,
+    probe_timeout: Duration,
+    retries: u32,
+    liveness: Liveness,
+    metrics: Arc<Metrics>,
+}
+
+impl Forwarder {
+    /// One HTTP/1.1 client for all upstreams: its pool keeps connections to each peer alive, so
+    /// a write costs one WAN round trip, not a handshake too. Redirects and reqwest's own
+    /// retries are off: the router passes answers through and decides retries itself.
+    pub fn new(
+        config: &Config,
+        discovery: Discovery,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Forwarder> {
+        let t = &config.timeouts;
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(discovery.clone()))
+            .connect_timeout(config.connect_timeout())
+            .pool_idle_timeout(Duration::from_millis(config.upstream.pool_idle_timeout_ms))
+            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
+            .http1_only()
+            .tcp_nodelay(true)
+            .tcp_keepalive(Duration::from_secs(30))
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .build()?;
+        Ok(Forwarder {
+            client,
+            discovery,
+            request_timeout: Duration::from_millis(t.request_ms),
+            unreachable: Duration::from_millis(t.unreachable_ms),
+            probe_timeout: Duration::from_millis(t.probe_ms),
+            retries: config.upstream.retries,
+            liveness: Liveness::new(Duration::from_millis(config.upstream.down_for_ms)),
+            metrics,
+        })
+    }
+
+    /// A read: the own region's node, then the fallback regions' nodes, each tried only if the
+    /// previous one was unreachable. An HTTP answer (even an error) is final.
+    pub async fn read(&self, regions: &Regions, out: &Outgoing) -> Result<Answer, RouterError> {
+        let own = regions.own();
+        let mut order: Vec<&Region> = regions.read_order().collect();
+        // Regions that just failed go last: no point waiting for them again first.
+        order.sort_by_key(|r| self.liveness.is_down(&r.node));
+        let mut failures = Vec::new();
+        for region in order {
+            match self.call(Upstream::node(region), out, true).await {
+                Ok(mut answer) => {
+                    if region.name != own.name {
+                        self.record_fallback(own, region);
+                        answer.fallback_from = Some(own.name.clone());
+                    }
+                    return Ok(answer);
+                }
+                Err(CallError::Unreachable(detail)) => {
+                    failures.push(format!("{}: {detail}", region.name));
+                }
+                Err(CallError::Timeout) => {
+                    return Err(RouterError::UpstreamTimeout {
+                        region: region.name.clone(),
+                    })
+                }
+            }
+        }
+        Err(RouterError::ReadUnavailable {
+            detail: failures.join("; "),
+        })
+    }
+
+    fn record_fallback(&self, own: &Region, served_by: &Region) {
+        self.metrics
+            .read_fallbacks
+            .get_or_create(&FallbackLabels {
+                from: own.name.clone(),
+                to: served_by.name.clone(),
+            })
+            .inc();
+        tracing::debug!(from = %own.name, to = %served_by.name, "read fallback");
+    }
+
+    /// A write: to its home region only. When that is unreachable the answer is `503`, and the
+    /// write is not offered to anyone else.
+    pub async fn write(
+        &self,
+        home: &Region,
+        via: Via,
+        out: &Outgoing,
+    ) -> Result<Answer, RouterError> {
+        let upstream = match via {
+            Via::LocalNode => Upstream::node(home),
+            Via::PeerRouter => Upstream::router(home),
+        };
+        match self.call(upstream, out, false).await {
+            Ok(answer) => Ok(answer),
+            Err(CallError::Unreachable(detail)) => Err(RouterError::HomeRegionUnreachable {
+                region: home.name.clone(),
+                detail,
+            }),
+            Err(CallError::Timeout) => Err(RouterError::UpstreamTimeout {
+                region: home.name.clone(),
+            }),
+        }
+    }
+
+    /// One upstream call with the retry and liveness rules of the `upstream` module docs.
+    /// `stream_events`: pass a Server-Sent Events answer on as it comes.
+    pub async fn call(
+        &self,
+        upstream: Upstream<'_>,
+        out: &Outgoing,
+        stream_events: bool,
+    ) -> Result<Answer, CallError> {
+        let start = Instant::now();
+        let attempts = self.attempts(upstream, out, stream_events);
+        let result = tokio::time::timeout(
+            self.request_timeout,
+            self.unless_lifeless(upstream, start, attempts),
+        )
+        .await
+        .unwrap_or(Err(CallError::Timeout));
+        self.record_outcome(upstream, &result, start);
+        result.map(|mut answer| {
+            answer.upstream_time = start.elapsed();
+            answer
+        })
+    }
+
+    /// `attempts`, cut short as unreachable when the upstream has shown no sign of life since
+    /// `start` by the time a liveness probe would still fit in `unreachable_ms`.
+    async fn unless_lifeless(
+        &self,
+        upstream: Upstream<'_>,
+        start: Instant,
+        attempts: impl Future<Output = Result<Answer, CallError>>,
+    ) -> Result<Answer, CallError> {
+        // Finishes only if the upstream shows no sign of life in time.
+        let watchdog = async {
+            tokio::time::sleep(self.unreachable.saturating_sub(self.probe_timeout)).await;
+            if self.alive_since(upstream, start).await {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = attempts => result,
+            () = watchdog => Err(CallError::Unreachable(
+                "no answer, and no answer to a liveness probe".into(),
+            )),
+        }
+    }
+
+    /// Metrics and logs of one call, and whether its upstream now counts as down.
+    fn record_outcome(
+        &self,
+        upstream: Upstream<'_>,
+        result: &Result<Answer, CallError>,
+        start: Instant,
+    ) {
+        let outcome = match result {
+            Ok(_) => "answered",
+            Err(CallError::Unreachable(_)) => "unreachable",
+            Err(CallError::Timeout) => "timeout",
+        };
+        self.metrics
+            .upstream_calls
+            .get_or_create(&UpstreamLabels {
+                region: upstream.region.to_owned(),
+                upstream: upstream.kind_label(),
+                outcome,
+            })
+            .inc();
+        match result {
+            Ok(_) => {
+                self.liveness.mark_up(upstream.base);
+                self.metrics
+                    .upstream_seconds
+                    .get_or_create(&region_label(upstream))
+                    .observe(start.elapsed().as_secs_f64());
+            }
+            Err(CallError::Unreachable(detail)) => {
+                tracing::warn!(%upstream, %detail, "upstream unreachable");
+                self.liveness.mark_down(upstream.base);
+            }
+            Err(CallError::Timeout) => tracing::warn!(%upstream, "upstream timed out"),
+        }
+    }
+
+    /// Sends `out` until it gets an answer, re-sending only after a broken connection.
+    async fn attempts(
+        &self,
+        upstream: Upstream<'_>,
+        out: &Outgoing,
+        stream_events: bool,
+    ) -> Result<Answer, CallError> {
+        let mut attempt = 0;
+        loop {
+            let broken = match self.attempt(upstream, out, stream_events).await {
+                Ok(answer) => return Ok(answer),
+                Err(AttemptError::NotSent(detail)) => return Err(CallError::Unreachable(detail)),
+                Err(AttemptError::Broken(error)) => error,
+            };
+            attempt += 1;
+            if attempt > self.retries {
+                return Err(CallError::Unreachable(format!(
+                    "connection broke on all {attempt} attempts: {}",
+                    describe(&broken)
+                )));
+            }
+            self.metrics
+                .retries
+                .get_or_create(&region_label(upstream))
+                .inc();
+            tracing::warn!(%upstream, attempt, error = %describe(&broken), "connection broke; re-sending");
+        }
+    }
+
+    /// Sends `out` once and reads the answer (only its head, for an event stream).
+    async fn attempt(
+        &self,
+        upstream: Upstream<'_>,
+        out: &Outgoing,
+        stream_events: bool,
+    ) -> Result<Answer, AttemptError> {
+        let mut request = self
+            .pinned_request(
+                out.method.clone(),
+                upstream.base,
+                &out.path,
+                out.query.as_deref(),
+            )
+            .await
+            .map_err(|e| AttemptError::NotSent(e.to_string()))?
+            .headers(out.headers.clone());
+        if !out.body.is_empty() {
+            request = request.body(out.body.clone());
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                AttemptError::NotSent(format!("cannot connect: {}", describe(&e)))
+            } else {
+                AttemptError::Broken(e)
+            }
+        })?;
+        self.liveness.record_answer(upstream.base);
+        if stream_events && is_event_stream(response.headers()) {
+            return Ok(Answer::streamed(upstream, response));
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        // An answer that broke off: the request did arrive, and re-sending it with the same
+        // Idempotency-Key returns the first result.
+        let body = response.bytes().await.map_err(AttemptError::Broken)?;
+        Ok(Answer::full(upstream, status, headers, body))
+    }
+
+    /// A request for `path` on `base`, pinned to one of its current addresses with the name
+    /// kept in `Host` (see `discovery`).
+    async fn pinned_request(
+        &self,
+        method: Method,
+        base: &Url,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<RequestBuilder, DiscoveryError> {
+        let pinned = self.discovery.pin(base, path, query).await?;
+        let mut request = self.client.request(method, pinned.url);
+        if let Some(host) = pinned.host {
+            request = request.header(header::HOST, host);
+        }
+        Ok(request)
+    }
+
+    /// `GET path` on the upstream with its own deadline; the status if it answered at all. The
+    /// body is read so the connection goes back to the pool (this is also how it is kept warm).
+    pub async fn probe(
+        &self,
+        upstream: Upstream<'_>,
+        path: &str,
+        timeout: Duration,
+    ) -> Option<StatusCode> {
+        let probe = async {
+            let request = self
+                .pinned_request(Method::GET, upstream.base, path, None)
+                .await
+                .ok()?;
+            let response = request.send().await.ok()?;
+            self.liveness.record_answer(upstream.base);
+            let status = response.status();
+            let _ = response.bytes().await;
+            Some(status)
+        };
+        tokio::time::timeout(timeout, probe).await.ok().flatten()
+    }
+
+    /// Is the upstream alive, judged since `since`: it answered anything (a request or a
+    /// probe), or, failing that, it answers the liveness probe. Probes are single-flight per
+    /// upstream: a waiter that finds a probe under way waits for it and takes its outcome.
+    async fn alive_since(&self, upstream: Upstream<'_>, since: Instant) -> bool {
+        if self.liveness.answered_since(upstream.base, since) {
+            return true;
+        }
+        let turn = self.liveness.probe_turn(upstream.base);
+        let _turn = turn.lock().await;
+        if self.liveness.answered_since(upstream.base, since) {
+            return true;
+        }
+        if self.liveness.probe_failed_since(upstream.base, since) {
+            return false;
+        }
+        if self
+            .probe(upstream, "/healthz", self.probe_timeout)
+            .await
+            .is_some()
+        {
+            return true;
+        }
+        self.liveness.record_probe_failure(upstream.base);
+        false
+    }
+}
+
+fn region_label(upstream: Upstream<'_>) -> RegionLabels {
+    RegionLabels {
+        region: upstream.region.to_owned(),
+    }
+}
+
+/// An error and its causes on one line (reqwest's own message omits the cause).
+fn describe(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
