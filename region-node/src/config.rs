@@ -164,7 +164,7 @@ impl Default for Config {
 
 /// The local three-region layout of DESIGN section 1.
 pub fn default_regions() -> Vec<RegionConfig> {
-    [("us-east", 1), ("eu-west", 2), ("ap-southeast", 3)]
+    wire::config::DEFAULT_REGIONS
         .into_iter()
         .map(|(name, id)| RegionConfig {
             name: name.into(),

@@ -10,6 +10,10 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// The local three-region layout of DESIGN section 1: each region's name and the region id its
+/// Snowflake ids carry. Both services default to it.
+pub const DEFAULT_REGIONS: [(&str, u8); 3] = [("us-east", 1), ("eu-west", 2), ("ap-southeast", 3)];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]

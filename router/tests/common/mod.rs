@@ -22,7 +22,7 @@ use router::App;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-pub const REGIONS: [(&str, u8); 3] = [("us-east", 1), ("eu-west", 2), ("ap-southeast", 3)];
+pub const REGIONS: [(&str, u8); 3] = wire::config::DEFAULT_REGIONS;
 
 /// A Snowflake id minted in `region`.
 pub fn id_in(region: u8) -> Id {
