@@ -14,10 +14,10 @@ use anyhow::{bail, Context};
 use region_node::auth::{Role, TokenKeys};
 use region_node::config::{default_regions, Config as NodeConfig, RegionConfig, ShardConfig};
 use serde_json::{json, Value};
+use testkit::postgres::{Durability, PgCluster, PgOptions};
+use testkit::process::{spawn_tied, ChildSpec};
 
 use crate::dns::DnsServer;
-use crate::postgres::{Durability, PgCluster, PgOptions};
-use crate::process::{spawn_tied, ChildSpec};
 use crate::wan::{self, WanLink, WanLinkConfig};
 
 /// What the command line asked for.
@@ -550,8 +550,8 @@ impl Cluster {
         for r in &self.regions {
             // SIGTERM: routers and nodes finish in-flight requests; nodes give their machine
             // lease back.
-            crate::process::terminate(&r.router);
-            crate::process::terminate(&r.node);
+            testkit::process::terminate(&r.router);
+            testkit::process::terminate(&r.node);
         }
         for r in &mut self.regions {
             for child in [&mut r.router, &mut r.node] {
@@ -834,7 +834,7 @@ fn prepare_state_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     for d in [dir.clone(), dir.join("pg")] {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
     }
-    if crate::postgres::server_user()?.is_some() {
+    if testkit::postgres::server_user()?.is_some() {
         for ancestor in dir.ancestors().skip(1) {
             let mode = std::fs::metadata(ancestor)?.permissions().mode();
             if mode & 0o001 == 0 {

@@ -4,7 +4,6 @@
 //! each as one short transaction on the local primary. See `shared/DESIGN.md`.
 
 pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod batching;
 pub mod booking;

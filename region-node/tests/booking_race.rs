@@ -17,7 +17,7 @@ struct RaceOutcome {
     held: usize,
     sold_out: usize,
     other: Vec<String>,
-    audit: region_node::audit::AuditReport,
+    audit: testkit::audit::AuditReport,
 }
 
 impl RaceOutcome {

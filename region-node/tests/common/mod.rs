@@ -1,7 +1,10 @@
-//! A small client for the node's API, shared by the integration tests.
+//! What the integration tests share: in-process nodes (`node`) and a small client for the
+//! node's API.
 #![allow(dead_code)]
 
-use devcluster::harness::TestNode;
+pub mod node;
+
+use node::TestNode;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -225,8 +228,8 @@ impl Api {
             .expect("tier in availability")
     }
 
-    pub async fn audit(&self, event: &str) -> region_node::audit::AuditReport {
-        region_node::audit::audit_event(&self.node.db, event.parse().expect("event id"))
+    pub async fn audit(&self, event: &str) -> testkit::audit::AuditReport {
+        testkit::audit::audit_event(&self.node.db, event.parse().expect("event id"))
             .await
             .expect("audit query")
     }
