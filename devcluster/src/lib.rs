@@ -1,11 +1,7 @@
-//! The platform on one machine: throwaway PostgreSQL clusters and streaming replicas
-//! (`postgres`), child processes that die with us (`process`), the simulated WAN (`wan`), the
-//! loopback DNS server for region names (`dns`), in-process nodes for tests (`harness`), and the
-//! `devcluster` command (`cluster`).
+//! The platform on one machine, the `devcluster` command: the simulated WAN (`wan`), the
+//! loopback DNS server for region names (`dns`), and the cluster itself (`cluster`), built on
+//! testkit's throwaway PostgreSQL and tied child processes.
 
 pub mod cluster;
 pub mod dns;
-pub mod harness;
-pub mod postgres;
-pub mod process;
 pub mod wan;

@@ -8,6 +8,8 @@ use devcluster::cluster::{Cluster, ClusterSpec};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
+use testkit::audit::audit_event;
+use testkit::TestService;
 
 fn spec() -> ClusterSpec {
     ClusterSpec {
@@ -76,14 +78,12 @@ async fn sign_up(http: &Client, cluster: &Cluster, n: usize) -> Vec<String> {
 /// A second node for `region`, in this process, on an address of its own.
 struct SecondNode {
     ip: std::net::Ipv4Addr,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    service: TestService,
 }
 
 impl SecondNode {
     async fn stop(self) {
-        let _ = self.shutdown.send(());
-        let _ = self.task.await;
+        let _ = self.service.stop().await;
     }
 }
 
@@ -95,11 +95,11 @@ async fn second_node(cluster: &Cluster, region: &str) -> SecondNode {
     config.listen = std::net::SocketAddr::from((ip, config.listen.port()));
     config.database.migrate = false;
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(region_node::serve(config, listener, async {
-        let _ = rx.await;
-    }));
-    SecondNode { ip, shutdown, task }
+    let service = TestService::start_on(listener, |listener, shutdown| {
+        region_node::serve(config, listener, shutdown)
+    })
+    .unwrap();
+    SecondNode { ip, service }
 }
 
 fn demo_event(cluster: &Cluster, home: &str) -> String {
@@ -407,7 +407,7 @@ async fn three_regions_read_locally_write_at_home_and_survive_a_dark_region() {
         *others.entry(key).or_insert(0) += 1;
     }
     assert_eq!((held, sold_out), (100, 900), "other answers: {others:?}");
-    let race_audit = region_node::audit::audit_event(
+    let race_audit = audit_event(
         &sqlx::PgPool::connect(&us.primary_url).await.unwrap(),
         race_event.parse().unwrap(),
     )
@@ -501,7 +501,7 @@ async fn three_regions_read_locally_write_at_home_and_survive_a_dark_region() {
         assert!(Instant::now() < deadline, "still stale after recovery");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let audit = region_node::audit::audit_event(
+    let audit = audit_event(
         &sqlx::PgPool::connect(&us.primary_url).await.unwrap(),
         us_event.parse().unwrap(),
     )

@@ -4,8 +4,8 @@
 
 mod common;
 
+use common::node::TEST_JWT_SECRET;
 use common::{Api, User};
-use devcluster::harness::TEST_JWT_SECRET;
 use id_gen::{IdParts, RegionId, EPOCH_UNIX_MS};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};

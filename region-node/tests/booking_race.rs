@@ -17,7 +17,7 @@ struct RaceOutcome {
     held: usize,
     sold_out: usize,
     other: Vec<String>,
-    audit: common::audit::AuditReport,
+    audit: testkit::audit::AuditReport,
 }
 
 impl RaceOutcome {
@@ -108,7 +108,7 @@ async fn thousand_buyers_for_hundred_tickets_get_exactly_hundred_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_control_without_row_locks_the_race_test_sees_the_oversell() {
-    let outcome = race(Api::start_unlocked(patient).await).await;
+    let outcome = race(Api::start_without_row_locks(patient).await).await;
     let verdict = outcome.check();
     assert!(
         verdict.is_err(),

@@ -1,8 +1,10 @@
 //! Two live nodes never share a (region, machine); a node that loses its lease stops minting.
 
+mod common;
+
 use std::time::Duration;
 
-use devcluster::harness::TestNode;
+use common::node::TestNode;
 use region_node::identity::lease::{LeaseError, MachineLease};
 
 #[tokio::test]

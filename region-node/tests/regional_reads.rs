@@ -6,11 +6,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::node::TestNode;
 use common::Api;
-use devcluster::harness::TestNode;
-use devcluster::postgres::{Durability, PgCluster, PgOptions};
 use reqwest::StatusCode;
 use sqlx::{Connection, PgConnection};
+use testkit::postgres::{Durability, PgCluster, PgOptions};
 
 struct Shard {
     primary: PgCluster,

@@ -1,9 +1,10 @@
-//! A small client for the node's API, shared by the integration tests.
+//! What the integration tests share: in-process nodes (`node`) and a small client for the
+//! node's API.
 #![allow(dead_code)]
 
-use devcluster::harness::TestNode;
+pub mod node;
 
-pub mod audit;
+use node::TestNode;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -49,15 +50,9 @@ impl Api {
     }
 
     /// A node whose claims take no row locks: the race tests' negative control.
-    pub async fn start_unlocked(adjust: impl FnOnce(&mut region_node::Config)) -> Api {
-        let cluster = devcluster::postgres::shared_test_cluster().await;
-        let url = cluster
-            .create_unique_database("node")
-            .await
-            .expect("database");
-        let claims = region_node::booking::store::Claims::without_row_locks();
+    pub async fn start_without_row_locks(adjust: impl FnOnce(&mut region_node::Config)) -> Api {
         Api::from(
-            TestNode::start_with_claims(&url, adjust, claims)
+            TestNode::start_without_row_locks(adjust)
                 .await
                 .expect("test node starts"),
         )
@@ -242,8 +237,8 @@ impl Api {
             .expect("tier in availability")
     }
 
-    pub async fn audit(&self, event: &str) -> audit::AuditReport {
-        audit::audit_event(&self.node.db, event.parse().expect("event id"))
+    pub async fn audit(&self, event: &str) -> testkit::audit::AuditReport {
+        testkit::audit::audit_event(&self.node.db, event.parse().expect("event id"))
             .await
             .expect("audit query")
     }

@@ -415,26 +415,27 @@ pub fn config_with(urls: impl Fn(&str) -> (String, String)) -> Config {
     }
 }
 
-/// The router under test, serving on 127.0.0.1:0 until dropped.
+/// The router under test, serving in-process on 127.0.0.1:0 until dropped.
 pub struct RouterUnderTest {
     pub addr: SocketAddr,
+    /// The router's state, for tests to read (its metrics).
     pub app: Arc<App>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _service: testkit::TestService,
 }
 
 impl RouterUnderTest {
     pub async fn start(config: Config) -> RouterUnderTest {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let app = App::new(config).unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(router::serve_app(app.clone(), listener, async {
-            let _ = stopped.await;
-        }));
+        let serving = app.clone();
+        let service = testkit::TestService::start(move |listener, shutdown| {
+            router::serve_app(serving, listener, shutdown)
+        })
+        .await
+        .unwrap();
         RouterUnderTest {
-            addr,
+            addr: service.addr(),
             app,
-            _stop: stop,
+            _service: service,
         }
     }
 

@@ -5,9 +5,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use devcluster::postgres::{shared_test_cluster, Durability, PgCluster, PgOptions};
-use devcluster::process::{pid_alive, spawn_tied, ChildSpec};
 use sqlx::{Connection, PgConnection};
+use testkit::postgres::{shared_test_cluster, Durability, PgCluster, PgOptions};
+use testkit::process::{pid_alive, spawn_tied, ChildSpec};
 
 async fn select_one(url: &str) -> i32 {
     let mut conn = PgConnection::connect(url).await.expect("connect");
@@ -162,7 +162,7 @@ async fn drop_kills_postmaster_and_removes_temp_dir() {
 
 #[tokio::test]
 async fn user_data_dir_is_kept_and_reused() {
-    let dir = std::env::temp_dir().join(format!("devcluster-harness-keep-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("testkit-harness-keep-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let opts = PgOptions {
         data_dir: Some(dir.clone()),
@@ -260,7 +260,7 @@ async fn fast_durability_settings_are_in_effect() {
     assert_eq!(show(&url, "max_connections").await, "200");
 }
 
-const HELPER_ENV: &str = "DEVCLUSTER_TIED_CHILD_HELPER";
+const HELPER_ENV: &str = "TESTKIT_TIED_CHILD_HELPER";
 const HELPER_PREFIX: &str = "TIED_CHILD_PID=";
 
 /// Not a real test: when re-executed by `tied_child_dies_with_sigkilled_parent`

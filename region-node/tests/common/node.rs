@@ -1,17 +1,16 @@
-//! In-process region-nodes over real PostgreSQL, for integration tests (zero-to-production
-//! style): one shared throwaway cluster per test binary, a fresh database per node.
+//! In-process region-nodes over real PostgreSQL (zero-to-production style): one shared
+//! throwaway cluster per test binary, a fresh database per node, served through testkit.
 
 use std::sync::Arc;
 
+use region_node::booking::store::Claims;
 use region_node::config::Config;
 use region_node::identity::auth::Role;
 use region_node::Node;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-use crate::postgres::shared_test_cluster;
+use testkit::postgres::shared_test_cluster;
+use testkit::TestService;
 
 /// The secret test nodes sign tokens with.
 pub const TEST_JWT_SECRET: &str = "test-secret-for-integration-tests-only";
@@ -30,12 +29,12 @@ pub fn test_config(database_url: &str) -> Config {
 /// A region-node serving on a loopback port, over its own fresh database.
 pub struct TestNode {
     pub base_url: String,
+    /// The node itself, for tests to inspect (its ids, cache, configuration).
     pub node: Arc<Node>,
     /// A separate pool onto the node's database, for setup and audit queries.
     pub db: PgPool,
     pub database_url: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    service: TestService,
 }
 
 impl TestNode {
@@ -55,35 +54,42 @@ impl TestNode {
         database_url: &str,
         adjust: impl FnOnce(&mut Config),
     ) -> anyhow::Result<TestNode> {
-        TestNode::start_with_claims(database_url, adjust, Default::default()).await
+        TestNode::launch(database_url, adjust, Claims::default()).await
     }
 
-    pub async fn start_with_claims(
+    /// A node whose claims take no row locks: the race tests' negative control.
+    pub async fn start_without_row_locks(
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<TestNode> {
+        let cluster = shared_test_cluster().await;
+        let database_url = cluster.create_unique_database("node").await?;
+        TestNode::launch(&database_url, adjust, Claims::without_row_locks()).await
+    }
+
+    async fn launch(
         database_url: &str,
         adjust: impl FnOnce(&mut Config),
-        claims: region_node::booking::store::Claims,
+        claims: Claims,
     ) -> anyhow::Result<TestNode> {
         let database_url = database_url.to_owned();
         let mut config = test_config(&database_url);
         adjust(&mut config);
         let node = Node::start_with(config, claims).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
-        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(region_node::serve_node(node.clone(), listener, async {
-            let _ = shutdown_rx.await;
-        }));
+        let serving = node.clone();
+        let service = TestService::start(move |listener, shutdown| {
+            region_node::serve_node(serving, listener, shutdown)
+        })
+        .await?;
         let db = PgPoolOptions::new()
             .max_connections(4)
             .connect(&database_url)
             .await?;
         Ok(TestNode {
-            base_url,
+            base_url: service.base_url(),
             node,
             db,
             database_url,
-            shutdown: Some(shutdown),
-            task: Some(task),
+            service,
         })
     }
 
@@ -101,21 +107,7 @@ impl TestNode {
     }
 
     /// Graceful stop: in-flight requests finish, the machine lease is given back.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await??;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.service.stop().await
     }
 }

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use devcluster::postgres::{Durability, PgCluster, PgOptions};
 use sqlx::{Connection, PgConnection};
+use testkit::postgres::{Durability, PgCluster, PgOptions};
 
 async fn wait_for_rows(replica: &mut PgConnection, want: i64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);

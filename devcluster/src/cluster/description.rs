@@ -1,0 +1,54 @@
+//! `cluster.json`: the machine-readable description of the running cluster (DESIGN section 7)
+//! that loadgen and people read.
+
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use super::Cluster;
+
+impl Cluster {
+    /// Writes [`Cluster::cluster_json`] to `cluster.json` in the state folder.
+    pub(super) fn write_cluster_json(&self) -> anyhow::Result<()> {
+        let path = self.state_dir.join("cluster.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&self.cluster_json())?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The machine-readable description of DESIGN section 7.
+    pub fn cluster_json(&self) -> Value {
+        let regions: Vec<Value> = self
+            .regions
+            .iter()
+            .map(|r| {
+                let replicas: serde_json::Map<String, Value> = r
+                    .replicas
+                    .iter()
+                    .map(|(shard, _, url)| (shard.clone(), Value::String(url.clone())))
+                    .collect();
+                json!({
+                    "name": r.config.name,
+                    "id": r.config.id,
+                    "router": r.router_url,
+                    "node": r.node_url,
+                    "primary": r.primary_url,
+                    "dns": r.dns.local_addr().to_string(),
+                    "replicas": replicas,
+                })
+            })
+            .collect();
+        let links: Vec<Value> = self
+            .links
+            .iter()
+            .map(|l| {
+                json!({"from": l.from, "to": l.to, "address": l.link.local_addr().to_string(),
+                             "oneWayDelayMs": l.link.one_way_delay().as_millis() as u64})
+            })
+            .collect();
+        json!({
+            "adminToken": self.admin_token,
+            "regions": regions,
+            "links": links,
+            "demo": {"events": self.demo["events"], "users": self.demo["users"]},
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! The node and router processes: what each is told (its configuration file), how devcluster
+//! starts it (`devcluster run-node` / `run-router`, tied to our life, logging to the state
+//! folder), and that child side, which serves it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+use region_node::config::{Config as NodeConfig, RegionConfig, ShardConfig};
+use testkit::postgres::PgCluster;
+use testkit::process::{spawn_tied, ChildSpec};
+
+use super::topology::Layout;
+use super::{Cluster, ClusterSpec};
+
+impl Cluster {
+    /// A node of `region`: writes to its primary, reads every shard from this region's replica
+    /// of it, and falls back to another shard's primary through the link in front of it.
+    pub(super) fn node_config(
+        &self,
+        table: &[RegionConfig],
+        region: &RegionConfig,
+        listen: SocketAddr,
+        primary_url: &str,
+        replicas: &[(String, PgCluster, String)],
+        secret: &str,
+    ) -> NodeConfig {
+        let mut config = NodeConfig {
+            region: region.name.clone(),
+            node_name: "node-1".into(),
+            listen,
+            regions: table.to_vec(),
+            ..NodeConfig::default()
+        };
+        config.database.url = primary_url.to_owned();
+        config.auth.jwt_secret = secret.to_owned();
+        config.reads.shards = replicas
+            .iter()
+            .map(|(shard, _, url)| ShardConfig {
+                name: shard.clone(),
+                replica: Some(url.clone()),
+                primary: self
+                    .primary_link_addr(&region.name, shard)
+                    .map(|addr| format!("postgres://postgres@{addr}/ticketing")),
+            })
+            .collect();
+        config
+    }
+
+    pub(super) fn spawn_node(
+        &self,
+        spec: &ClusterSpec,
+        config: &NodeConfig,
+    ) -> anyhow::Result<Child> {
+        self.spawn_service(spec, "run-node", &format!("{}-node", config.region), config)
+    }
+
+    pub(super) fn spawn_router(
+        &self,
+        spec: &ClusterSpec,
+        config: &router::Config,
+    ) -> anyhow::Result<Child> {
+        self.spawn_service(
+            spec,
+            "run-router",
+            &format!("{}-router", config.region),
+            config,
+        )
+    }
+
+    /// Writes `config` to `<name>.toml` in the state folder and runs `devcluster <subcommand>`
+    /// on it, logging to `logs/<name>.log`, tied to our life; SIGTERM lets it finish cleanly.
+    fn spawn_service(
+        &self,
+        spec: &ClusterSpec,
+        subcommand: &str,
+        name: &str,
+        config: &impl serde::Serialize,
+    ) -> anyhow::Result<Child> {
+        let config_path = self.state_dir.join(format!("{name}.toml"));
+        std::fs::write(&config_path, toml::to_string(config)?)?;
+        let log = std::fs::File::create(self.state_dir.join("logs").join(format!("{name}.log")))?;
+        let mut command = Command::new(&spec.program);
+        command
+            .arg(subcommand)
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        spawn_tied(ChildSpec::new(command).death_signal(libc::SIGTERM))
+            .with_context(|| format!("starting {name}"))
+    }
+}
+
+/// A router of `region`, finding every endpoint by name through the region's DNS server.
+pub(super) fn router_config(
+    layout: Layout,
+    table: &[RegionConfig],
+    region: &RegionConfig,
+    listen: SocketAddr,
+    nameserver: SocketAddr,
+) -> anyhow::Result<router::Config> {
+    let mut config = router::Config {
+        region: region.name.clone(),
+        router_name: "router-1".into(),
+        listen,
+        ..router::Config::default()
+    };
+    config.regions = table
+        .iter()
+        .enumerate()
+        .map(|(j, r)| {
+            Ok(router::config::RegionConfig {
+                name: r.name.clone(),
+                id: r.id,
+                node: layout.node_url_by_name(&r.name, j)?,
+                router: layout.router_url_by_name(&r.name, j)?,
+                fallback_order: None,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    config.dns.nameserver = Some(nameserver);
+    Ok(config)
+}
+
+/// A region-node in this process, for `devcluster run-node`: stops on SIGTERM or Ctrl-C.
+pub async fn run_node(config_path: &Path) -> anyhow::Result<()> {
+    wire::service::serve_from_file::<region_node::NodeService>(Some(config_path)).await
+}
+
+/// A router in this process, for `devcluster run-router`: stops on SIGTERM or Ctrl-C.
+pub async fn run_router(config_path: &Path) -> anyhow::Result<()> {
+    wire::service::serve_from_file::<router::RouterService>(Some(config_path)).await
+}
