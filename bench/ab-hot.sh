@@ -13,6 +13,7 @@ DURATION=${DURATION:-15s}
 USERS=${USERS:-256}
 BASE_PORT=${BASE_PORT:-18900}
 OUT=${OUT:-$(mktemp -d /tmp/ab-hot-XXXXXX)}
+mkdir -p "$OUT"
 chmod 755 "$OUT"
 PID=
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true' EXIT

@@ -1,3 +1,5 @@
+//! Where the generator reads the time: the system clock, and a manual clock tests can step.
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

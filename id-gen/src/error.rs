@@ -1,3 +1,5 @@
+//! Everything that can go wrong building, converting or generating an ID.
+
 use thiserror::Error;
 
 use crate::{EPOCH_UNIX_MS, MAX_MACHINE, MAX_REGION, MAX_SEQUENCE, MAX_TIMESTAMP_UNIX_MS};

@@ -1,3 +1,6 @@
+//! The generator: strictly increasing IDs for one (region, machine), waiting out small clock
+//! steps backwards and a sequence exhausted within a millisecond.
+
 use std::hint;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;

@@ -1,3 +1,6 @@
+//! The ID itself: its bit layout, decoding into (time, region, machine, sequence), and its
+//! decimal-string form in JSON.
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,3 +1,6 @@
+//! `loadgen run …` drives a running cluster and audits it; `loadgen benchmarks` writes
+//! BENCHMARKS.md from saved results.
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

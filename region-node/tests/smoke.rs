@@ -1,3 +1,5 @@
+//! The shortest whole journey: reserve, see availability drop, confirm, audit.
+
 mod common;
 
 use common::Api;
