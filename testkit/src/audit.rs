@@ -5,6 +5,7 @@
 //! - every held or sold ticket is accounted for by the booking it points to;
 //! - every confirmed booking has exactly its tickets sold;
 //! - available + held + sold = created, per tier;
+//! - the available count the writes keep (`tier_stock`) equals a full count, per tier;
 //!
 //! and, given the bookings a load saw, that each one seen held is there and each one seen
 //! confirmed is confirmed with all its tickets sold (nothing lost).
@@ -49,6 +50,8 @@ pub struct TierCounts {
     pub available: i64,
     pub held: i64,
     pub sold: i64,
+    /// The available count the writes keep, summed over its stripes.
+    pub kept_available: i64,
 }
 
 /// One check: what it expected, what it found, and each problem in words.
@@ -158,6 +161,7 @@ pub async fn audit(db: &PgPool, scope: &Scope) -> Result<Audit, sqlx::Error> {
     ];
     let tiers = tier_counts(db, events).await?;
     checks.extend(tiers.iter().map(|t| conservation(t, &scope.created)));
+    checks.extend(tiers.iter().map(kept_count));
     if let Some(seen) = &scope.seen {
         checks.extend(seen_bookings(db, seen).await?);
     }
@@ -280,7 +284,9 @@ async fn tier_counts(db: &PgPool, events: &[i64]) -> Result<Vec<TierCounts>, sql
         "SELECT tr.event_id, tr.name AS tier, tr.ticket_count AS created,
                 count(t.id) FILTER (WHERE t.status = 'available') AS available,
                 count(t.id) FILTER (WHERE t.status = 'held') AS held,
-                count(t.id) FILTER (WHERE t.status = 'sold') AS sold
+                count(t.id) FILTER (WHERE t.status = 'sold') AS sold,
+                (SELECT coalesce(sum(s.available), 0)::int8 FROM tier_stock s
+                  WHERE s.event_id = tr.event_id AND s.tier = tr.name) AS kept_available
          FROM tiers tr LEFT JOIN tickets t ON t.event_id = tr.event_id AND t.tier = tr.name
          WHERE tr.event_id = ANY($1)
          GROUP BY tr.event_id, tr.name, tr.ticket_count ORDER BY tr.event_id, tr.name",
@@ -309,6 +315,25 @@ fn conservation(t: &TierCounts, created: &BTreeMap<(i64, String), i64>) -> Check
         check.problems.push(format!(
             "event {} tier {}: available {} + held {} + sold {} != created {created}",
             t.event_id, t.tier, t.available, t.held, t.sold
+        ));
+    }
+    check
+}
+
+/// The count of available tickets the writes keep is the true count.
+fn kept_count(t: &TierCounts) -> Check {
+    let mut check = Check::counted(
+        &format!(
+            "event {} {}: kept available count = full count",
+            t.event_id, t.tier
+        ),
+        t.available,
+        t.kept_available,
+    );
+    if !check.passed() {
+        check.problems.push(format!(
+            "event {} tier {}: the kept count says {} available, a full count {}",
+            t.event_id, t.tier, t.kept_available, t.available
         ));
     }
     check

@@ -91,6 +91,8 @@ async fn a_sound_event_passes_every_check() {
             "confirmed bookings without exactly their tickets sold",
             "event 1 GA: available + held + sold = created",
             "event 1 VIP: available + held + sold = created",
+            "event 1 GA: kept available count = full count",
+            "event 1 VIP: kept available count = full count",
         ]
     );
     assert!(audit.passed(), "{:?}", audit.violations());
@@ -135,9 +137,13 @@ async fn a_live_booking_that_lost_a_ticket_is_found() {
     .await;
     let audit = audit_of(&db).await;
     assert_eq!(counts(&audit, "tickets taken from live bookings"), (0, 1));
+    // The damage bypassed the triggers, so the kept count missed the ticket coming back too.
     assert_eq!(
         audit.violations(),
-        ["booking 100 lost ticket 2 (now available for booking none)"]
+        [
+            "booking 100 lost ticket 2 (now available for booking none)",
+            "event 1 tier VIP: the kept count says 1 available, a full count 2"
+        ]
     );
 }
 
@@ -183,7 +189,13 @@ async fn a_confirmed_booking_short_of_sold_tickets_is_found() {
 
 #[tokio::test]
 async fn tickets_created_must_add_up_per_tier_and_a_callers_count_comes_first() {
-    let db = event_with("DELETE FROM tickets WHERE id = 6").await;
+    // A ticket vanishes (its kept count follows, so only the sum to created is off).
+    let db = event_with(
+        "DELETE FROM tickets WHERE id = 6;
+         UPDATE tier_stock SET available = available - 1
+         WHERE event_id = 1 AND tier = 'GA' AND stripe = 0",
+    )
+    .await;
     let audit = audit_of(&db).await;
     assert_eq!(
         counts(&audit, "event 1 GA: available + held + sold = created"),
@@ -228,5 +240,24 @@ async fn bookings_a_load_saw_must_be_there() {
             "bookings the load saw confirmed, confirmed: expected 2, found 1",
             "tickets of those bookings, sold: expected 3, found 1",
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_kept_count_that_drifted_from_the_tickets_is_found() {
+    // One stripe of VIP's count says one more than there is; the sum is what is checked.
+    let db = event_with(
+        "UPDATE tier_stock SET available = available + 1
+         WHERE event_id = 1 AND tier = 'VIP' AND stripe = 7",
+    )
+    .await;
+    let audit = audit_of(&db).await;
+    assert_eq!(
+        counts(&audit, "event 1 VIP: kept available count = full count"),
+        (1, 2)
+    );
+    assert_eq!(
+        audit.violations(),
+        ["event 1 tier VIP: the kept count says 2 available, a full count 1"]
     );
 }

@@ -127,26 +127,29 @@ pub async fn sale_terms(conn: &mut PgConnection, id: Id) -> ApiResult<SaleTerms>
     .ok_or_else(|| ApiError::NotFound(format!("event {id}")))
 }
 
-/// Tickets left per tier of each event. A hold that has lapsed counts as available at once,
-/// before the sweeper gets to it. Both counts read only partial indexes, never the sold tickets.
+/// Tickets left per tier of the events `$1` (bigint[]); see [`availability`].
+pub const AVAILABILITY: &str = "
+    SELECT tr.event_id, tr.name, tr.price_cents, tr.ticket_count,
+           (SELECT coalesce(sum(s.available), 0)::int8 FROM tier_stock s
+             WHERE s.event_id = tr.event_id AND s.tier = tr.name)
+         + (SELECT count(*) FROM tickets t
+             WHERE t.event_id = tr.event_id AND t.tier = tr.name AND t.status = 'held'
+               AND t.hold_expires_at <= now()) AS available
+    FROM tiers tr
+    WHERE tr.event_id = ANY($1)
+    ORDER BY tr.event_id, tr.price_cents DESC, tr.name";
+
+/// Tickets left per tier of each event, in O(tiers): the counts the writes keep
+/// (`tier_stock`, see migration 0002) plus the holds that have lapsed but are not yet swept,
+/// which are available the moment they lapse. Neither reads a row per ticket.
 pub async fn availability<'e>(
     db: impl PgExecutor<'e>,
     event_ids: &[i64],
 ) -> ApiResult<Vec<TierAvailability>> {
-    Ok(sqlx::query_as(
-        "SELECT tr.event_id, tr.name, tr.price_cents, tr.ticket_count,
-                (SELECT count(*) FROM tickets t
-                  WHERE t.event_id = tr.event_id AND t.tier = tr.name AND t.status = 'available')
-              + (SELECT count(*) FROM tickets t
-                  WHERE t.event_id = tr.event_id AND t.tier = tr.name AND t.status = 'held'
-                    AND t.hold_expires_at <= now()) AS available
-         FROM tiers tr
-         WHERE tr.event_id = ANY($1)
-         ORDER BY tr.event_id, tr.price_cents DESC, tr.name",
-    )
-    .bind(event_ids)
-    .fetch_all(db)
-    .await?)
+    Ok(sqlx::query_as(AVAILABILITY)
+        .bind(event_ids)
+        .fetch_all(db)
+        .await?)
 }
 
 /// Availability of one event as a tier -> count map, for `409 sold_out` answers.
