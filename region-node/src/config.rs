@@ -38,6 +38,7 @@ pub struct ReadsConfig {
     /// reading the home primary instead.
     pub token_wait_ms: u64,
     pub lag_poll_ms: u64,
+    /// How long a cached read is kept; 0 turns the read cache off (every read is a miss).
     pub cache_ttl_ms: u64,
     pub cache_capacity: u64,
     /// Connections per shard reader.

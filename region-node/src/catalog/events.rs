@@ -18,8 +18,64 @@ use crate::reads::cache::{CacheKey, Lookup};
 use crate::reads::consistency::ReadAfter;
 use crate::state::Node;
 
-/// The longest event list one request may ask for; a shard's cached list holds this many.
+/// The longest page of the event list one request may ask for.
 pub const MAX_LIST: i64 = 500;
+
+/// Where a page of the event list starts: after the event with this start time and id (the
+/// list's order). Written `<start, Unix microseconds>.<id>`; clients take it from the previous
+/// page's `Link: <…>; rel="next"` and do not need to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub starts_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl Cursor {
+    /// Before every event (PostgreSQL's timestamps start in 4713 BC; this is year 1).
+    fn start() -> Cursor {
+        Cursor {
+            starts_at: DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).unwrap_or_default(),
+            id: 0,
+        }
+    }
+
+    fn key(&self) -> (i64, i64) {
+        (self.starts_at.timestamp_micros(), self.id)
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.starts_at.timestamp_micros(), self.id)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = ApiError;
+
+    fn from_str(s: &str) -> Result<Cursor, ApiError> {
+        let bad = || {
+            ApiError::Validation(
+                "after must be the cursor of a previous page (from its Link header)".into(),
+            )
+        };
+        let (micros, id) = s.split_once('.').ok_or_else(bad)?;
+        let micros: i64 = micros.parse().map_err(|_| bad())?;
+        let id: i64 = id.parse().map_err(|_| bad())?;
+        let starts_at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
+        if id < 0 {
+            return Err(bad());
+        }
+        Ok(Cursor { starts_at, id })
+    }
+}
+
+/// Which page of the event list: at most `limit` events after `after` (from the start).
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: i64,
+    pub after: Option<Cursor>,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -214,18 +270,25 @@ pub async fn get(node: &Node, id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer
     Ok(ReadAnswer::from_cached(&entry, lookup))
 }
 
-/// Events of every shard, soonest first, gathered in parallel from this region's replicas
-/// (never across the WAN unless a replica is too far behind). A shard that cannot be read at
-/// all is left out and named in `X-Missing-Shards`.
-pub async fn list(node: &Node, limit: i64, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+/// A page of the events of every shard, soonest first, gathered in parallel from this region's
+/// replicas (never across the WAN unless a replica is too far behind): each shard gives its
+/// own first `limit` after the cursor, and the page is the first `limit` of them all. Costs
+/// O(events on the page) whatever the events' sizes. A shard that cannot be read at all is
+/// left out and named in `X-Missing-Shards`.
+pub async fn list(node: &Node, page: Page, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+    let from = page.after.unwrap_or_else(Cursor::start);
     let per_shard = node.readers.shards().map(|shard| async move {
         let token = after.lsn_for(&shard.name);
+        let key =
+            node.cache
+                .event_list_key(shard.region_id, page.after.map(|c| c.key()), page.limit);
         let loaded = node
             .cache
-            .get_or_load(CacheKey::EventList(shard.region_id), token, || async {
+            .get_or_load(key, token, || async {
                 let source = node.read_source(shard, after).await?;
                 let (mut conn, lsn) = answer::snapshot(&source).await?;
-                let rows = store::list_events(&mut conn, MAX_LIST).await?;
+                let rows =
+                    store::list_events(&mut conn, (from.starts_at, from.id), page.limit).await?;
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 let tiers = store::availability(&mut *conn, &ids).await?;
                 let views = rows
@@ -237,14 +300,15 @@ pub async fn list(node: &Node, limit: i64, after: &ReadAfter) -> ApiResult<ReadA
             .await;
         (shard.name.clone(), loaded)
     });
-    let mut events: Vec<serde_json::Value> = Vec::new();
+    let mut parts: Vec<Vec<ListedEvent>> = Vec::new();
     let mut answer = ReadAnswer::gathering(Some(Lookup::Hit));
     for (shard, loaded) in futures::future::join_all(per_shard).await {
         match loaded {
             Ok((entry, lookup)) => {
-                let part: Vec<serde_json::Value> = serde_json::from_slice(&entry.body)
-                    .map_err(|e| ApiError::Internal(e.into()))?;
-                events.extend(part);
+                parts.push(
+                    serde_json::from_slice(&entry.body)
+                        .map_err(|e| ApiError::Internal(e.into()))?,
+                );
                 if lookup == Lookup::Miss {
                     answer.lookup = Some(Lookup::Miss);
                 }
@@ -259,18 +323,139 @@ pub async fn list(node: &Node, limit: i64, after: &ReadAfter) -> ApiResult<ReadA
     if answer.sources.is_empty() {
         return Err(ApiError::Unavailable);
     }
-    let key = |e: &serde_json::Value| {
-        let starts = e["startsAt"].as_str().unwrap_or_default().to_owned();
-        let id: u64 = e["id"]
-            .as_str()
-            .and_then(|i| i.parse().ok())
-            .unwrap_or_default();
-        (starts, id)
-    };
-    events.sort_by_key(key);
-    events.truncate(limit as usize);
+    let (events, next) = first_of_all(parts, page.limit as usize);
     answer.body = serde_json::to_vec(&events)
         .map_err(|e| ApiError::Internal(e.into()))?
         .into();
+    answer.next_page = next.map(|c| format!("/api/v1/events?limit={}&after={c}", page.limit));
     Ok(answer)
+}
+
+/// An event of a shard's page: its place in the list, and the rest of it as it was cached.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedEvent {
+    id: Id,
+    starts_at: DateTime<Utc>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The first `limit` events of the shards' pages (each sorted, each at most `limit` long), and
+/// the cursor of the next page when this one is full.
+fn first_of_all(parts: Vec<Vec<ListedEvent>>, limit: usize) -> (Vec<ListedEvent>, Option<Cursor>) {
+    let mut events: Vec<ListedEvent> = parts.into_iter().flatten().collect();
+    events.sort_by_key(|e| (e.starts_at, e.id));
+    events.truncate(limit);
+    let next = (events.len() == limit)
+        .then(|| events.last())
+        .flatten()
+        .map(|e| Cursor {
+            starts_at: e.starts_at,
+            id: e.id.as_i64(),
+        });
+    (events, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use id_gen::{IdParts, RegionId, EPOCH_UNIX_MS};
+
+    fn event(region: u8, sequence: u16, starts: &str) -> ListedEvent {
+        let id = IdParts {
+            timestamp_ms: EPOCH_UNIX_MS + 1_000,
+            region: RegionId::new(region).unwrap(),
+            machine: 0,
+            sequence,
+        }
+        .encode()
+        .unwrap();
+        ListedEvent {
+            id,
+            starts_at: starts.parse().unwrap(),
+            rest: serde_json::Map::new(),
+        }
+    }
+
+    /// Walks every page of `shards` (each sorted) as `list` would, `limit` at a time.
+    fn walk(shards: &[Vec<(u8, u16, &str)>], limit: usize) -> Vec<(i64, i64)> {
+        let mut seen = Vec::new();
+        let mut after = Cursor::start();
+        loop {
+            let parts = shards
+                .iter()
+                .map(|shard| {
+                    shard
+                        .iter()
+                        .map(|(r, s, t)| event(*r, *s, t))
+                        .filter(|e| (e.starts_at, e.id.as_i64()) > (after.starts_at, after.id))
+                        .take(limit)
+                        .collect()
+                })
+                .collect();
+            let (page, next) = first_of_all(parts, limit);
+            seen.extend(
+                page.iter()
+                    .map(|e| (e.starts_at.timestamp_micros(), e.id.as_i64())),
+            );
+            match next {
+                Some(cursor) => after = cursor,
+                None => return seen,
+            }
+        }
+    }
+
+    #[test]
+    fn the_cursor_walks_every_event_of_every_shard_exactly_once_in_order() {
+        let shards = vec![
+            vec![
+                (1, 0, "2030-01-01T10:00:00Z"),
+                (1, 1, "2030-01-01T10:00:00Z"),
+                (1, 2, "2030-03-01T10:00:00.5Z"),
+            ],
+            vec![
+                (2, 0, "2030-01-01T10:00:00Z"),
+                (2, 1, "2030-02-01T10:00:00Z"),
+            ],
+            vec![],
+            vec![
+                (3, 0, "2029-12-31T23:59:59Z"),
+                (3, 1, "2030-03-01T10:00:00Z"),
+                (3, 2, "2031-01-01T00:00:00Z"),
+            ],
+        ];
+        let mut all: Vec<(i64, i64)> = shards
+            .iter()
+            .flatten()
+            .map(|(r, s, t)| {
+                let e = event(*r, *s, t);
+                (e.starts_at.timestamp_micros(), e.id.as_i64())
+            })
+            .collect();
+        all.sort();
+        for limit in 1..=9 {
+            assert_eq!(walk(&shards, limit), all, "page size {limit}");
+        }
+    }
+
+    #[test]
+    fn cursors_read_back_what_they_wrote_and_refuse_anything_else() {
+        let cursor = Cursor {
+            starts_at: "2030-07-01T19:30:00.123456Z".parse().unwrap(),
+            id: 386_164_735_021_809_669,
+        };
+        assert_eq!(cursor.to_string().parse::<Cursor>().unwrap(), cursor);
+        for bad in [
+            "",
+            "1",
+            "x.1",
+            "1.x",
+            "1.-5",
+            "99999999999999999999.1",
+            "1.2.3",
+        ] {
+            assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
+        }
+    }
 }

@@ -91,11 +91,19 @@ pub async fn find_event(conn: &mut PgConnection, id: Id) -> ApiResult<EventRow> 
         .ok_or_else(|| ApiError::NotFound(format!("event {id}")))
 }
 
-/// The shard's events, soonest first.
-pub async fn list_events(conn: &mut PgConnection, limit: i64) -> ApiResult<Vec<EventRow>> {
+/// A page of the shard's events, soonest first: the `limit` after `(starts_at, id)`, through
+/// the `(starts_at, id)` index whatever the page.
+pub async fn list_events(
+    conn: &mut PgConnection,
+    after: (DateTime<Utc>, i64),
+    limit: i64,
+) -> ApiResult<Vec<EventRow>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events ORDER BY starts_at, id LIMIT $1"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE (starts_at, id) > ($1, $2)
+         ORDER BY starts_at, id LIMIT $3"
     ))
+    .bind(after.0)
+    .bind(after.1)
     .bind(limit)
     .fetch_all(conn)
     .await?)

@@ -5,19 +5,31 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::catalog::events::{self, EventView, NewEvent};
+use crate::catalog::events::{self, EventView, NewEvent, Page};
 use crate::error::ApiResult;
 use crate::http::extract::{Admin, After, Json, PathId, Query};
-use crate::http::ListParams;
+use crate::http::list_limit;
 use crate::reads::answer::ReadAnswer;
 use crate::state::Node;
+
+/// `?limit=&after=`: a page of the event list; the next page's address is in `Link`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventListParams {
+    limit: Option<i64>,
+    after: Option<String>,
+}
 
 pub async fn list(
     State(node): State<Arc<Node>>,
     After(after): After,
-    Query(params): Query<ListParams>,
+    Query(params): Query<EventListParams>,
 ) -> ApiResult<ReadAnswer> {
-    events::list(&node, params.limit()?, &after).await
+    let page = Page {
+        limit: list_limit(params.limit)?,
+        after: params.after.as_deref().map(str::parse).transpose()?,
+    };
+    events::list(&node, page, &after).await
 }
 
 pub async fn create(

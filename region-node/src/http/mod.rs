@@ -54,12 +54,17 @@ pub struct ListParams {
 
 impl ListParams {
     pub fn limit(&self) -> Result<i64, ApiError> {
-        match self.limit {
-            None => Ok(100),
-            Some(n) if (1..=MAX_LIST).contains(&n) => Ok(n),
-            Some(_) => Err(ApiError::Validation(format!(
-                "limit must be 1 to {MAX_LIST}"
-            ))),
-        }
+        list_limit(self.limit)
+    }
+}
+
+/// A list's page size: 1 to `MAX_LIST`, default 100.
+pub fn list_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n) if (1..=MAX_LIST).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::Validation(format!(
+            "limit must be 1 to {MAX_LIST}"
+        ))),
     }
 }

@@ -52,6 +52,8 @@ pub struct ReadAnswer {
     pub sources: Vec<(String, Source)>,
     /// Shards a gather could not read at all (their answer is partial).
     pub missing: Vec<String>,
+    /// For a page of a list: the path of the next page, sent as `Link: <…>; rel="next"`.
+    pub next_page: Option<String>,
 }
 
 impl ReadAnswer {
@@ -63,6 +65,7 @@ impl ReadAnswer {
             stale: entry.stale,
             sources: vec![(entry.shard.clone(), entry.source)],
             missing: Vec::new(),
+            next_page: None,
         }
     }
 
@@ -75,6 +78,7 @@ impl ReadAnswer {
             stale: false,
             sources: Vec::new(),
             missing: Vec::new(),
+            next_page: None,
         }
     }
 
@@ -93,6 +97,7 @@ impl ReadAnswer {
             stale: source.stale,
             sources: vec![(source.shard.clone(), source.source)],
             missing: Vec::new(),
+            next_page: None,
         })
     }
 }
@@ -132,6 +137,11 @@ impl IntoResponse for ReadAnswer {
         }
         if self.stale {
             headers.insert(X_STALE, HeaderValue::from_static("true"));
+        }
+        if let Some(next) = &self.next_page {
+            if let Ok(value) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
+                headers.insert(header::LINK, value);
+            }
         }
         if !self.missing.is_empty() {
             if let Ok(value) = HeaderValue::from_str(&self.missing.join(", ")) {

@@ -1,7 +1,7 @@
-//! The read cache in front of the shard readers: event details, availability and event lists,
-//! serialized once, kept for a short TTL. Concurrent misses for one key share one database read
-//! (single flight). Each entry remembers the WAL position it was read at, so a read carrying a
-//! newer consistency token skips it.
+//! The read cache in front of the shard readers: event details, availability and event list
+//! pages, serialized once, kept for a short TTL (0 turns the cache off). Concurrent misses for
+//! one key share one database read (single flight). Each entry remembers the WAL position it was
+//! read at, so a read carrying a newer consistency token skips it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +19,15 @@ use crate::reads::replica::Source;
 pub enum CacheKey {
     Event(i64),
     Availability(i64),
-    /// One shard's event list, soonest first, as long as a list may be (the shard's region id).
-    /// One entry per shard whatever `?limit=` asks, so a write drops exactly one key.
-    EventList(u8),
+    /// A page of one shard's event list: its region id, the shard's list generation (a write
+    /// to the shard starts a new one, so dropping every page is one counter increment), the
+    /// page's cursor and its length.
+    EventList {
+        shard: u8,
+        generation: u64,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    },
 }
 
 /// A serialized answer and what it is worth.
@@ -47,7 +53,10 @@ impl Cached {
 }
 
 pub struct ReadCache {
-    entries: Cache<CacheKey, Arc<Cached>>,
+    /// `None` when the TTL is 0: every read goes to the database.
+    entries: Option<Cache<CacheKey, Arc<Cached>>>,
+    /// Per shard (region id 0..=31), the generation of its event list pages.
+    list_generations: [AtomicU64; 32],
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -61,13 +70,27 @@ pub enum Lookup {
 
 impl ReadCache {
     pub fn new(ttl: Duration, capacity: u64) -> ReadCache {
-        ReadCache {
-            entries: Cache::builder()
+        let entries = (!ttl.is_zero()).then(|| {
+            Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
-                .build(),
+                .build()
+        });
+        ReadCache {
+            entries,
+            list_generations: std::array::from_fn(|_| AtomicU64::new(0)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The key of a page of `shard`'s event list, in the shard's current generation.
+    pub fn event_list_key(&self, shard: u8, after: Option<(i64, i64)>, limit: i64) -> CacheKey {
+        CacheKey::EventList {
+            shard,
+            generation: self.list_generations[usize::from(shard) % 32].load(Ordering::Acquire),
+            after,
+            limit,
         }
     }
 
@@ -83,19 +106,22 @@ impl ReadCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = ApiResult<Cached>>,
     {
+        let Some(entries) = &self.entries else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok((Arc::new(load().await?), Lookup::Miss));
+        };
         if let Some(after) = after {
-            if let Some(entry) = self.entries.get(&key).await.filter(|e| e.lsn >= after) {
+            if let Some(entry) = entries.get(&key).await.filter(|e| e.lsn >= after) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok((entry, Lookup::Hit));
             }
             self.misses.fetch_add(1, Ordering::Relaxed);
             let entry = Arc::new(load().await?);
-            self.entries.insert(key, entry.clone()).await;
+            entries.insert(key, entry.clone()).await;
             return Ok((entry, Lookup::Miss));
         }
         let loaded = AtomicU64::new(0);
-        let entry = self
-            .entries
+        let entry = entries
             .try_get_with(key, async {
                 loaded.store(1, Ordering::Relaxed);
                 load().await.map(Arc::new)
@@ -113,16 +139,16 @@ impl ReadCache {
     }
 
     /// Drops every cached view a write to `event_id` (homed in shard `shard_region`) may have
-    /// changed: its page, its availability and its shard's event list. Every write that
-    /// changes an event's views calls this, on the home node that ran it; other regions' nodes
-    /// keep theirs for at most the TTL, and a read carrying the write's token skips them.
+    /// changed: its page, its availability and every page of its shard's event list. Every
+    /// write that changes an event's views calls this, on the home node that ran it; other
+    /// regions' nodes keep theirs for at most the TTL, and a read carrying the write's token
+    /// skips them.
     pub async fn invalidate_event_views(&self, event_id: i64, shard_region: u8) {
-        for key in [
-            CacheKey::Event(event_id),
-            CacheKey::Availability(event_id),
-            CacheKey::EventList(shard_region),
-        ] {
-            self.entries.invalidate(&key).await;
+        self.list_generations[usize::from(shard_region) % 32].fetch_add(1, Ordering::AcqRel);
+        if let Some(entries) = &self.entries {
+            for key in [CacheKey::Event(event_id), CacheKey::Availability(event_id)] {
+                entries.invalidate(&key).await;
+            }
         }
     }
 
@@ -148,5 +174,74 @@ pub fn shared_error(error: &ApiError) -> ApiError {
         ApiError::Timeout => ApiError::Timeout,
         ApiError::InvalidId(m) => ApiError::InvalidId(m.clone()),
         other => ApiError::Internal(anyhow::anyhow!("cached read failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(body: &'static str) -> Cached {
+        Cached {
+            body: Bytes::from_static(body.as_bytes()),
+            lsn: Lsn(1),
+            source: Source::Replica,
+            shard: "us-east".into(),
+            data_age_ms: 0,
+            stale: false,
+            read_at: Instant::now(),
+        }
+    }
+
+    async fn read(cache: &ReadCache, key: CacheKey, body: &'static str) -> (Bytes, Lookup) {
+        let (entry, lookup) = cache
+            .get_or_load(key, None, || async { Ok(entry(body)) })
+            .await
+            .unwrap();
+        (entry.body.clone(), lookup)
+    }
+
+    #[tokio::test]
+    async fn a_write_drops_the_event_s_views_and_every_page_of_its_shard_s_list() {
+        let cache = ReadCache::new(Duration::from_secs(60), 100);
+        let page = |c: &ReadCache| c.event_list_key(1, Some((5, 6)), 10);
+        assert_eq!(
+            read(&cache, CacheKey::Event(7), "old").await.1,
+            Lookup::Miss
+        );
+        assert_eq!(read(&cache, page(&cache), "old").await.1, Lookup::Miss);
+        assert_eq!(
+            read(&cache, page(&cache), "new").await,
+            ("old".into(), Lookup::Hit)
+        );
+        let other_shard = cache.event_list_key(2, None, 10);
+        read(&cache, other_shard.clone(), "theirs").await;
+
+        cache.invalidate_event_views(7, 1).await;
+        assert_eq!(
+            read(&cache, CacheKey::Event(7), "new").await,
+            ("new".into(), Lookup::Miss)
+        );
+        assert_eq!(
+            read(&cache, page(&cache), "new").await,
+            ("new".into(), Lookup::Miss)
+        );
+        // Another shard's list is not this write's business.
+        assert_eq!(cache.event_list_key(2, None, 10), other_shard);
+        assert_eq!(read(&cache, other_shard, "x").await.1, Lookup::Hit);
+    }
+
+    #[tokio::test]
+    async fn a_ttl_of_zero_turns_the_cache_off() {
+        let cache = ReadCache::new(Duration::ZERO, 100);
+        assert_eq!(
+            read(&cache, CacheKey::Availability(1), "a").await.1,
+            Lookup::Miss
+        );
+        assert_eq!(
+            read(&cache, CacheKey::Availability(1), "b").await,
+            ("b".into(), Lookup::Miss)
+        );
+        assert_eq!((cache.hits(), cache.misses()), (0, 2));
     }
 }
