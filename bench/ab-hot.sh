@@ -4,7 +4,8 @@
 #   bench/ab-hot.sh BEFORE_BIN_DIR AFTER_BIN_DIR [ROUNDS]
 # Each BIN_DIR holds a release `devcluster` and `loadgen`. Per round and build: a fresh
 # one-region cluster, 256 users reserving 1 GA of a 200,000-ticket event for DURATION (15s),
-# the CPU seconds of node, router and PostgreSQL over the load, then the cluster is stopped.
+# then the cluster is stopped. loadgen reports the CPU per request of router, node, PostgreSQL,
+# devcluster and itself over the steady window (from 1 s into the load to its end).
 # Prints each run and the medians, with after/before ratios. Raw reports in $OUT (a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,18 +29,8 @@ run() { # run LABEL BIN_DIR ROUND
     "$bin/loadgen" run --cluster "$dir/cluster.json" --scenario onsale --clients us-east \
         --home us-east --tiers GA=200000 --quantity 1 --outcomes abandon=1 \
         --users "$USERS" --duration "$DURATION" --title "$label $round" \
-        --json "$OUT/$label-$round.json" > "$OUT/$label-$round.loadgen.log" 2>&1 &
-    local loadgen=$!
-    # CPU is sampled at loadgen's progress lines at 5 s and 10 s into the load (steady state,
-    # set-up excluded); the lines give the requests served in between.
-    for at in 5 10; do
-        until grep -q "^\[ *$at\." "$OUT/$label-$round.loadgen.log" 2>/dev/null; do
-            kill -0 "$loadgen" 2>/dev/null || break
-            sleep 0.02
-        done
-        bench/cpu.py "$PID" > "$OUT/$label-$round.cpu$at"
-    done
-    wait "$loadgen" || echo "($label $round: loadgen reported errors or a failed audit)"
+        --json "$OUT/$label-$round.json" > "$OUT/$label-$round.loadgen.log" 2>&1 \
+        || echo "($label $round: loadgen reported errors or a failed audit)"
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
 }
 
@@ -48,39 +39,40 @@ for round in $(seq "$ROUNDS"); do
     run after "$AFTER" "$round"
 done
 
+# Medians and ratios of loadgen's figures: reserves/s, p50, p99, and CPU µs per request per
+# process over each run's steady window (loadgen's `cpu`; a build whose loadgen predates it
+# shows none).
 python3 - "$OUT" "$ROUNDS" <<'PY'
-import json, re, statistics, sys
+import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
+PROCESSES = ("router", "node", "postgres", "devcluster", "loadgen")
 rows = {}
 for label in ("before", "after"):
     for r in range(1, rounds + 1):
         report = json.load(open(f"{out}/{label}-{r}.json"))
         row = next(x for x in report["rows"] if x["op"] == "reserve")
-        c0 = json.load(open(f"{out}/{label}-{r}.cpu5"))
-        c1 = json.load(open(f"{out}/{label}-{r}.cpu10"))
-        # Requests served between the two samples, from loadgen's progress lines.
-        counts = {}
-        for line in open(f"{out}/{label}-{r}.loadgen.log"):
-            m = re.match(r"\[ *(\d+)\.\d+s / \d+s\] \d+ journeys, (\d+) requests", line)
-            if m:
-                counts[int(m.group(1))] = int(m.group(2))
-        requests = counts[10] - counts[5]
-        cpu = {k: (c1[k] - c0[k]) * 1e6 / requests for k in ("node", "router", "postgres")}
+        cpu = report.get("cpu") or {"kinds": [], "total": {}}
+        per_request = {k["process"]: k["usPerRequest"] for k in cpu["kinds"]}
         rows.setdefault(label, []).append({
             "perSecond": row["perSecond"], "p50": row["p50Ms"], "p99": row["p99Ms"],
             "errors": row["errors"] + report["totals"]["errors"],
             "audit": report["audit"] is None or all(c["expected"] == c["found"] for c in report["audit"]["checks"]),
-            **{f"{k}UsPerReq": v for k, v in cpu.items()},
+            **{f"{p}UsPerReq": per_request.get(p) for p in PROCESSES},
+            "totalUsPerReq": cpu["total"].get("usPerRequest"),
         })
-keys = ["perSecond", "p50", "p99", "nodeUsPerReq", "routerUsPerReq", "postgresUsPerReq"]
-print(f"{'run':<10}" + "".join(f"{k:>18}" for k in keys) + "    errors audit")
+keys = ["perSecond", "p50", "p99"] + [f"{p}UsPerReq" for p in PROCESSES] + ["totalUsPerReq"]
+labels = ["per s", "p50 ms", "p99 ms"] + [f"{p} µs/req" for p in PROCESSES] + ["total µs/req"]
+cell = lambda v, f=".1f": f" {v:>16{f}}" if v is not None else f" {'-':>16}"
+median = lambda vs: statistics.median(vs) if vs and None not in vs else None
+print(f"{'run':<10}" + "".join(f" {k:>16}" for k in labels) + "    errors audit")
 for label, runs in rows.items():
     for i, r in enumerate(runs, 1):
-        print(f"{label + ' ' + str(i):<10}" + "".join(f"{r[k]:>18.1f}" for k in keys) + f"    {r['errors']:>6} {'ok' if r['audit'] else 'FAILED'}")
+        print(f"{label + ' ' + str(i):<10}" + "".join(cell(r[k]) for k in keys) + f"    {r['errors']:>6} {'ok' if r['audit'] else 'FAILED'}")
 print(f"{'median':<10}")
-med = {label: {k: statistics.median(r[k] for r in runs) for k in keys} for label, runs in rows.items()}
+med = {label: {k: median([r[k] for r in runs]) for k in keys} for label, runs in rows.items()}
 for label in ("before", "after"):
-    print(f"{label:<10}" + "".join(f"{med[label][k]:>18.1f}" for k in keys))
-print(f"{'ratio':<10}" + "".join(f"{med['after'][k] / med['before'][k]:>18.3f}" for k in keys))
+    print(f"{label:<10}" + "".join(cell(med[label][k]) for k in keys))
+ratio = lambda a, b: a / b if a is not None and b else None
+print(f"{'ratio':<10}" + "".join(cell(ratio(med['after'][k], med['before'][k]), ".3f") for k in keys))
 PY
 echo "raw reports: $OUT"

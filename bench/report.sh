@@ -3,11 +3,15 @@
 #   1. hot event through the router: group commit off (before) and on (after), 64 and 256
 #      users, open loop, the three-region cluster; pgbench's claim statement on the same primary;
 #   2. reads of one hot event with the node cache's hit ratio and database queries per second;
-#   3. the cross-region latency matrix; and a three-continent on-sale mix;
-#   4. id-gen against the format's ceiling.
+#   3. availability on a cache miss (node cache off), a 1,000- and a 1,000,000-ticket event;
+#   4. cached availability reads through one router, 128 users;
+#   5. the cross-region latency matrix; 6. a three-continent on-sale mix;
+#   7. id-gen against the format's ceiling.
+# Every loadgen run reports the CPU per request of each process (router, node, PostgreSQL,
+# devcluster, loadgen) over its steady window, from the PIDs in cluster.json.
 # The raw results (loadgen's JSON reports, pgbench's output, criterion's estimates) are kept in
 # bench/results/, so that the file can be re-rendered with `loadgen benchmarks`.
-# usage: bench/report.sh        (DURATION=15s per load run; takes about 10 minutes)
+# usage: bench/report.sh        (DURATION=15s per load run; takes about 12 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
@@ -46,6 +50,16 @@ start_cluster() {
     echo "devcluster did not start:"; cat "$WORK/$name.log"; exit 1
 }
 
+# availability NAME EVENT [loadgen args...]: us-east users reading EVENT's availability.
+availability() {
+    local name=$1 event=$2
+    shift 2
+    echo "== $name"
+    "$LOADGEN" run --cluster "$CLUSTER_DIR/cluster.json" --scenario browse --reads availability \
+        --event "$event" --clients us-east --accounts 1 --duration "$DURATION" --title "$name" \
+        "$@" || echo "(loadgen saw errors or a failed audit: they are in the report)"
+}
+
 # hot NAME USERS|--rate R [loadgen args...]: reserves of 1 GA on a fresh 200,000-ticket event.
 hot() {
     local name=$1
@@ -74,6 +88,11 @@ start_cluster after --regions us-east
 hot hot-64 --users 64
 hot hot-256 --users 256 --svg bench/charts/hot-256.svg
 hot hot-open --rate 5000
+# 4. Cached availability reads through the router, flat out.
+CACHED_EVENT=$("$LOADGEN" create-event --cluster "$CLUSTER_DIR/cluster.json" --tiers GA=1000 \
+    --name "cached reads")
+availability "cached availability reads" "$CACHED_EVENT" --users 128 \
+    --json "$RESULTS/cached-reads.json"
 PRIMARY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["regions"][0]["primary"])' "$CLUSTER_DIR/cluster.json")
 # A fresh event and one booking (the claim's booking_id must exist: deferred foreign key).
 "$LOADGEN" run --cluster "$CLUSTER_DIR/cluster.json" --scenario onsale --clients us-east \
@@ -91,7 +110,18 @@ for run in "1 16" "1 64" "32 64"; do
 done
 stop_cluster
 
-# 1 (three regions), 2 and 3 on the default three-region cluster.
+# 3. Availability on a cache miss: the node's read cache off (a TTL of 0 is no cache), reads of a
+# 1,000- and a 1,000,000-ticket event.
+TICKETING_NODE_READS__CACHE_TTL_MS=0 start_cluster miss --regions us-east
+for tickets in 1000 1000000; do
+    event=$("$LOADGEN" create-event --cluster "$CLUSTER_DIR/cluster.json" --tiers "GA=$tickets" \
+        --name "$tickets tickets")
+    availability "availability on a cache miss, $tickets tickets" "$event" --users 16 \
+        --json "$RESULTS/cache-miss-$tickets.json"
+done
+stop_cluster
+
+# 1 (three regions), 2, 5 and 6 on the default three-region cluster.
 start_cluster three
 sleep 3  # let the lag watchers take their first samples
 hot hot-three-regions-256 --users 256
@@ -109,7 +139,7 @@ echo "== on-sale across three continents"
     --json "$RESULTS/onsale.json" --svg bench/charts/onsale.svg
 stop_cluster
 
-# 4. id-gen.
+# 7. id-gen.
 echo "== id-gen"
 cargo bench -q -p id-gen --bench generate -- --noplot > "$WORK/idgen.log" 2>&1
 for bench in 1_thread_system_clock 1_thread_ticking_clock 8_threads_system_clock 8_threads_ticking_clock; do

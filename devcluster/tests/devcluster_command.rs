@@ -1,5 +1,6 @@
-//! The README's main command: `devcluster` comes up, serves bookings, writes `cluster.json`,
-//! and on SIGTERM leaves no process and no state behind; a second start works.
+//! The README's main command: `devcluster` comes up, serves bookings, writes `cluster.json`
+//! (with the PIDs of its processes), and on SIGTERM leaves no process and no state behind; a
+//! second start works.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -65,6 +66,12 @@ fn stop(child: &mut Child) {
     }
 }
 
+/// The parent of process `pid`, from `/proc`.
+fn parent_of(pid: u64) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    loadgen::cpu::parse_stat(&stat).unwrap().ppid
+}
+
 /// Nothing listens any more on the host and port of `url` (http:// or postgres://).
 fn port_free(url: &str) -> bool {
     let authority = url.split("://").nth(1).unwrap().split('/').next().unwrap();
@@ -84,6 +91,21 @@ async fn devcluster_starts_books_stops_clean_and_starts_again() {
         assert_eq!(regions[1]["name"], "eu-west");
         assert_eq!(regions[1]["id"], 2);
         assert!(cluster["adminToken"].as_str().unwrap().len() > 20);
+        // The processes loadgen accounts CPU to: devcluster itself and, per region, its router,
+        // node and PostgreSQL servers, all devcluster's children.
+        assert_eq!(cluster["devclusterPid"], child.id());
+        for r in regions {
+            let pids = &r["pids"];
+            let replicas = pids["replicas"].as_object().unwrap();
+            assert_eq!(replicas.len(), 2, "a replica of every shard: {pids}");
+            for pid in [&pids["router"], &pids["node"], &pids["primary"]]
+                .into_iter()
+                .chain(replicas.values())
+            {
+                let pid = pid.as_u64().unwrap_or_else(|| panic!("{pids}"));
+                assert_eq!(parent_of(pid), child.id(), "{pids}");
+            }
+        }
 
         // Book the eu-west demo event as a demo user, on the eu-west node.
         let event = cluster["demo"]["events"]

@@ -1,17 +1,25 @@
 //! `loadgen` against a real two-region devcluster (short WAN delays): every scenario, closed and
-//! open loop, the per-pair figures, the audit, the JSON and SVG outputs, and its refusals of bad
+//! open loop, the per-pair and per-client-region figures, CPU per request per process, an event
+//! made on its own and read by id, the audit, the JSON and SVG outputs, and its refusals of bad
 //! options. One cluster for the whole file; the runs are short and bounded.
 
 use clap::Parser;
 use devcluster::cluster::{Cluster, ClusterSpec};
-use loadgen::options::Options;
+use loadgen::cpu::Kind;
+use loadgen::options::{EventOptions, Options};
 use loadgen::report::Report;
-use loadgen::stats::Op;
+use loadgen::stats::{Op, ALL_REGIONS};
 
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
     options: Options,
+}
+
+#[derive(Parser)]
+struct EventCli {
+    #[command(flatten)]
+    options: EventOptions,
 }
 
 fn options(cluster: &Cluster, args: &[&str]) -> Options {
@@ -100,6 +108,32 @@ async fn loadgen_drives_every_scenario_and_audits_the_primaries() {
     assert!(remote.p50_ms >= remote.rtt_ms.unwrap() * 0.8, "{table}");
     assert!(table.contains("reserve") && table.contains("us-east → eu-west"));
 
+    // CPU per request per process over the steady window (from 1 s in): the cluster's processes
+    // are named in cluster.json. Here devcluster is this test's process, so loadgen's CPU is in
+    // devcluster's figure.
+    let cpu = onsale
+        .cpu
+        .as_ref()
+        .expect("cluster.json names the processes");
+    assert!(cpu.missing.is_empty(), "{table}");
+    assert_eq!(cpu.regions.len(), 2, "{table}");
+    for kind in [Kind::Router, Kind::Node, Kind::Postgres, Kind::Devcluster] {
+        let figure = cpu
+            .kind(kind)
+            .unwrap_or_else(|| panic!("{kind:?}: {table}"));
+        assert!(figure.cpu_s > 0.0, "{kind:?}: {table}");
+    }
+    assert!(cpu.kind(Kind::Loadgen).unwrap().cpu_s == 0.0, "{table}");
+    assert!(cpu.window_s > 1.0 && cpu.window_s < 2.5, "{table}");
+    assert!(
+        cpu.requests > 0 && cpu.requests <= onsale.totals.requests,
+        "{table}"
+    );
+    let per_request = cpu.total.us_per_request.unwrap();
+    // Between a microsecond and a second of CPU per request: plausible, whatever the machine.
+    assert!((1.0..1e6).contains(&per_request), "{table}");
+    assert!(table.contains("µs/request"), "{table}");
+
     // Sold out is the platform working, not an error.
     let sellout = run(
         &cluster,
@@ -153,6 +187,23 @@ async fn loadgen_drives_every_scenario_and_audits_the_primaries() {
     assert_eq!(global.arrivals, "open loop, 40 journeys/s");
     assert_eq!(rows(&global, Op::Reserve).len(), 4, "{table}");
     assert_eq!(rows(&global, Op::Availability).len(), 4, "{table}");
+    // Per client region, over both home regions.
+    let merged: Vec<_> = global
+        .client_region_rows
+        .iter()
+        .filter(|r| r.op == Op::Reserve)
+        .collect();
+    assert_eq!(merged.len(), 2, "{table}");
+    for m in merged {
+        assert_eq!(m.home, ALL_REGIONS);
+        let pairs: u64 = rows(&global, Op::Reserve)
+            .iter()
+            .filter(|r| r.client == m.client)
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(m.count, pairs, "{table}");
+    }
+    assert!(table.contains("per client region"), "{table}");
     // 60 journeys at 40/s: about 1.5 s of arrivals, not the 10 s allowed.
     assert!(global.elapsed_s < 8.0, "{table}");
 
@@ -190,6 +241,47 @@ async fn loadgen_drives_every_scenario_and_audits_the_primaries() {
     assert_eq!(back.totals.requests, mix.totals.requests);
     let chart = loadgen::chart::render(&mix.title, &mix.rows);
     assert!(chart.contains("availability us-east → us-east"));
+
+    // An event made on its own, then its availability read by id: every read finds it whole.
+    let json = cluster.state_dir.join("cluster.json");
+    let made = EventCli::try_parse_from([
+        "create-event",
+        "--cluster",
+        json.to_str().unwrap(),
+        "--home",
+        "eu-west",
+        "--tiers",
+        "GA=150000",
+    ])
+    .unwrap()
+    .options;
+    let event = loadgen::create_event(&made).await.unwrap();
+    let reads = run(
+        &cluster,
+        &[
+            "--scenario",
+            "browse",
+            "--reads",
+            "availability",
+            "--event",
+            &event.id,
+            "--clients",
+            "us-east",
+            "--users",
+            "4",
+            "--accounts",
+            "1",
+            "--duration",
+            "2s",
+        ],
+    )
+    .await;
+    let table = reads.table();
+    assert!(reads.passed(), "{table}");
+    let read_rows = rows(&reads, Op::Availability);
+    assert_eq!(read_rows.len(), 1, "{table}");
+    assert_eq!(read_rows[0].home, "eu-west", "{table}");
+    assert_eq!(reads.events[0].tiers, vec![("GA".to_owned(), 150_000)]);
 
     // Bad options are refused before any load, with a reason.
     for (args, says) in [

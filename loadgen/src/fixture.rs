@@ -1,7 +1,9 @@
 //! What a run needs before the clock starts: its own events (a hot on-sale event and one event
 //! homed in each region), or existing ones by id, and user accounts in every client region.
+//! Also an event on its own (`loadgen create-event`), once every region's router shows it.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -58,6 +60,30 @@ fn price_cents(position: usize) -> u64 {
         .unwrap_or(1_000)
 }
 
+/// Tickets per creation request: a million in one request (the node's limit) can outlast the
+/// router's and loadgen's 10 s deadline on a busy machine.
+const TICKETS_PER_REQUEST: u64 = 100_000;
+
+/// `tiers` as creation requests of at most `max` tickets each, tiers in order.
+fn ticket_batches(tiers: &[(String, u64)], max: u64) -> Vec<Vec<(String, u64)>> {
+    let mut batches: Vec<Vec<(String, u64)>> = Vec::new();
+    let mut room = 0;
+    for (tier, count) in tiers {
+        let mut left = *count;
+        while left > 0 {
+            if room == 0 {
+                batches.push(Vec::new());
+                room = max;
+            }
+            let n = left.min(room);
+            batches.last_mut().expect("a batch").push((tier.clone(), n));
+            left -= n;
+            room -= n;
+        }
+    }
+    batches
+}
+
 /// Creates an event homed in `home` with `tiers` tickets, through `home`'s router.
 pub async fn create_event(
     api: &Api,
@@ -91,24 +117,57 @@ pub async fn create_event(
         .await
         .context("creating an event (is the admin token right?)")?;
     let id = event["id"].as_str().context("event id")?.to_owned();
-    let counts: serde_json::Map<String, Value> = tiers
-        .iter()
-        .map(|(tier, n)| (tier.clone(), json!(n)))
-        .collect();
-    api.must(
-        Method::POST,
-        &format!("{router}/api/v1/tickets/create"),
-        admin,
-        Some(&json!({"eventId": id, "tiers": counts})),
-    )
-    .await
-    .context("creating tickets")?;
+    for batch in ticket_batches(tiers, TICKETS_PER_REQUEST) {
+        let counts: serde_json::Map<String, Value> = batch
+            .into_iter()
+            .map(|(tier, n)| (tier, json!(n)))
+            .collect();
+        api.must(
+            Method::POST,
+            &format!("{router}/api/v1/tickets/create"),
+            admin,
+            Some(&json!({"eventId": id, "tiers": counts})),
+        )
+        .await
+        .context("creating tickets")?;
+    }
     Ok(Event {
         id,
         home: home.into(),
         tiers: tiers.to_vec(),
         created: true,
     })
+}
+
+/// Waits until every region's router shows all of `event`'s tickets available: its replicas
+/// have replayed them, so reads of it anywhere find it whole.
+pub async fn wait_until_visible(
+    api: &Api,
+    target: &Target,
+    event: &Event,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let tickets: u64 = event.tiers.iter().map(|(_, n)| n).sum();
+    let deadline = Instant::now() + within;
+    for region in &target.regions {
+        loop {
+            let reply = api.availability(&region.router, &event.id).await;
+            let shown = reply.body["totalAvailable"].as_u64();
+            if reply.answer.ok() && shown == Some(tickets) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "{}'s router still shows {} of event {}'s {tickets} tickets after {within:?}",
+                    region.name,
+                    shown.map_or("none".into(), |n| n.to_string()),
+                    event.id
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
 }
 
 /// An event that already exists: its home region and what is left of each tier.
@@ -172,4 +231,37 @@ pub async fn create_users(
         .buffer_unordered(16)
         .try_collect()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiers(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+        list.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn tickets_are_created_in_bounded_requests() {
+        assert_eq!(
+            ticket_batches(&tiers(&[("VIP", 20), ("GA", 70)]), 100),
+            vec![tiers(&[("VIP", 20), ("GA", 70)])]
+        );
+        assert_eq!(
+            ticket_batches(&tiers(&[("VIP", 30), ("GA", 250)]), 100),
+            vec![
+                tiers(&[("VIP", 30), ("GA", 70)]),
+                tiers(&[("GA", 100)]),
+                tiers(&[("GA", 80)])
+            ]
+        );
+        assert_eq!(
+            ticket_batches(&tiers(&[("GA", 1_000_000)]), TICKETS_PER_REQUEST).len(),
+            10
+        );
+        assert_eq!(
+            ticket_batches(&tiers(&[("Gone", 0), ("GA", 5)]), 100),
+            vec![tiers(&[("GA", 5)])]
+        );
+    }
 }

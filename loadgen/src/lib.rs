@@ -1,12 +1,14 @@
 //! `loadgen`: virtual users in every region, each talking only to its own region's router,
 //! browsing, buying in an on-sale and booking across regions; latency per (client region, home
-//! region, operation) in HDR histograms; then an audit of the primaries. See [`options`] for the
-//! knobs and `bench/report.sh` for the benchmark report built from its JSON.
+//! region, operation) in HDR histograms; CPU per request of every process over the steady part
+//! of the load; then an audit of the primaries. See [`options`] for the knobs and
+//! `bench/report.sh` for the benchmark report built from its JSON.
 
 pub mod api;
 pub mod audit;
 pub mod benchmarks;
 pub mod chart;
+pub mod cpu;
 pub mod fixture;
 pub mod load;
 pub mod options;
@@ -18,14 +20,15 @@ pub mod target;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use reqwest::Method;
 
 use crate::api::Api;
 use crate::fixture::Fixture;
-use crate::load::{Arrivals, Bounds};
-use crate::options::{parse_quantity, parse_tiers, Options};
+use crate::load::{Arrivals, Bounds, Steady};
+use crate::options::{parse_quantity, parse_tiers, EventOptions, Options, TargetArgs};
 use crate::report::{NodeCounters, Report, Totals};
 use crate::scenario::{parse_mix, parse_reads, Context, Plan, Scenario};
 use crate::stats::Recorder;
@@ -34,7 +37,7 @@ use crate::target::Target;
 /// A virtual user's account count is capped: sign-ups are set-up time, not load.
 const MAX_ACCOUNTS_PER_REGION: usize = 5_000;
 
-pub fn target(options: &Options) -> anyhow::Result<Target> {
+pub fn target(options: &TargetArgs) -> anyhow::Result<Target> {
     let target = match &options.cluster {
         Some(path) => Target::from_cluster_json(path)?,
         None if !options.router.is_empty() => Target::from_urls(
@@ -82,7 +85,7 @@ fn arrivals(options: &Options) -> anyhow::Result<Arrivals> {
 
 /// Sets up, drives the load, audits: the whole of `loadgen run`.
 pub async fn execute(options: &Options) -> anyhow::Result<Report> {
-    let target = target(options)?;
+    let target = target(&options.target)?;
     let plan = plan(options)?;
     let arrivals = arrivals(options)?;
     let api = Api::new(options.request_timeout)?;
@@ -110,9 +113,18 @@ pub async fn execute(options: &Options) -> anyhow::Result<Report> {
         duration: options.duration,
         max_journeys: options.max_journeys,
         drain: options.drain,
+        warmup: options.warmup,
     };
-    let run = load::run(ctx.clone(), arrivals, bounds, options.seed).await;
+    let groups = Arc::new(cpu_groups(&target));
+    let probe = {
+        let (recorder, groups) = (recorder.clone(), groups.clone());
+        move || Mark::now(&recorder, &groups)
+    };
+    let (run, steady) = load::run(ctx.clone(), arrivals, bounds, options.seed, probe).await;
     let after = node_counters(&api, &target).await;
+    let cpu = steady
+        .filter(|_| !groups.is_empty())
+        .map(|steady| cpu_usage(&groups, &steady, options.warmup.as_secs_f64()));
 
     let seconds = run.elapsed.as_secs_f64();
     let rows = recorder.rows(seconds, &target);
@@ -169,9 +181,77 @@ pub async fn execute(options: &Options) -> anyhow::Result<Report> {
         events,
         totals,
         rows,
+        client_region_rows: recorder.client_region_rows(seconds),
         nodes,
+        cpu,
         audit,
     })
+}
+
+/// The processes to account CPU to: those the target names, when it runs on this machine.
+fn cpu_groups(target: &Target) -> Vec<cpu::Group> {
+    if target.ensure_loopback().is_err() {
+        return Vec::new();
+    }
+    target.cpu_groups(std::process::id())
+}
+
+/// What the steady window's probe reads at each end: when, the requests completed so far, and
+/// the CPU the processes have used so far.
+struct Mark {
+    at: Instant,
+    requests: u64,
+    cpu: cpu::Sample,
+}
+
+impl Mark {
+    fn now(recorder: &Recorder, groups: &[cpu::Group]) -> Mark {
+        let cpu = if groups.is_empty() {
+            cpu::Sample::default()
+        } else {
+            cpu::sample(groups, &cpu::Snapshot::take())
+        };
+        Mark {
+            at: Instant::now(),
+            requests: recorder.requests.load(Ordering::Relaxed),
+            cpu,
+        }
+    }
+}
+
+fn cpu_usage(groups: &[cpu::Group], steady: &Steady<Mark>, warmup_s: f64) -> cpu::Usage {
+    let Steady { start, end } = steady;
+    cpu::usage(
+        groups,
+        &start.cpu,
+        &end.cpu,
+        warmup_s,
+        end.at.duration_since(start.at).as_secs_f64(),
+        end.requests.saturating_sub(start.requests),
+    )
+}
+
+/// `loadgen create-event`: the event, once every region's router shows all its tickets.
+pub async fn create_event(options: &EventOptions) -> anyhow::Result<fixture::Event> {
+    let target = target(&options.target)?;
+    // Longer than a run's request deadline: creating 100,000 tickets may take seconds.
+    let api = Api::new(std::time::Duration::from_secs(30))?;
+    let home = match &options.home {
+        Some(home) => target.region(home)?.name.clone(),
+        None => target.regions[0].name.clone(),
+    };
+    let tiers = parse_tiers(&options.tiers)?;
+    let event = fixture::create_event(
+        &api,
+        &target,
+        &home,
+        &options.name,
+        &tiers,
+        options.hold_seconds,
+    )
+    .await?;
+    fixture::wait_until_visible(&api, &target, &event, options.visible_within).await?;
+    Ok(event)
 }
 
 async fn build_fixture(

@@ -4,6 +4,9 @@
 //! - open loop: journeys arrive at a fixed rate whatever the platform does, as fans do at 10:00,
 //!   each timed from its scheduled arrival. In-flight journeys are capped to bound memory; an
 //!   arrival that waits for the cap still counts its wait.
+//!
+//! Each run also has a steady window, from `warmup` into the load to the end of arrivals (or of
+//! the last journey, if sooner), before the drain: a caller's probe is sampled at both ends.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +36,16 @@ pub struct Bounds {
     pub max_journeys: Option<u64>,
     /// How long journeys still running at the end may take before they are cut off.
     pub drain: Duration,
+    /// When the steady window starts, after the first arrival: connections are open and
+    /// caches warm by then.
+    pub warmup: Duration,
+}
+
+/// A probe's samples at both ends of the steady window.
+#[derive(Debug, Clone)]
+pub struct Steady<S> {
+    pub start: S,
+    pub end: S,
 }
 
 /// How the load went, beside the recorder's figures.
@@ -60,9 +73,26 @@ fn user(ctx: &Context, i: usize) -> VirtualUser {
     }
 }
 
-pub async fn run(ctx: Arc<Context>, arrivals: Arrivals, bounds: Bounds, seed: u64) -> Run {
+/// Applies the load; `probe` is sampled at both ends of the steady window, which is none when
+/// the load ended before the warm-up did.
+pub async fn run<S: Send + 'static>(
+    ctx: Arc<Context>,
+    arrivals: Arrivals,
+    bounds: Bounds,
+    seed: u64,
+    probe: impl Fn() -> S + Send + Sync + 'static,
+) -> (Run, Option<Steady<S>>) {
     let started = Instant::now();
     let deadline = started + bounds.duration;
+    let probe = Arc::new(probe);
+    let window_start = {
+        let probe = probe.clone();
+        let at = started + bounds.warmup;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            probe()
+        })
+    };
     let budget = Arc::new(Budget {
         max: bounds.max_journeys,
         taken: AtomicU64::new(0),
@@ -119,6 +149,20 @@ pub async fn run(ctx: Arc<Context>, arrivals: Arrivals, bounds: Bounds, seed: u6
             }
         }
     }
+    // The steady window ends with the arrivals: at the deadline, or when every journey has
+    // ended (a journey budget spent) if that comes first.
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline.into()) => break,
+            next = tasks.join_next() => if next.is_none() { break },
+        }
+    }
+    let window_end = probe();
+    window_start.abort();
+    let steady = window_start.await.ok().map(|start| Steady {
+        start,
+        end: window_end,
+    });
     let drain_until = tokio::time::Instant::from(deadline.max(Instant::now())) + bounds.drain;
     while let Ok(Some(_)) = tokio::time::timeout_at(drain_until, tasks.join_next()).await {}
     let cut_off = tasks.len() as u64;
@@ -126,11 +170,12 @@ pub async fn run(ctx: Arc<Context>, arrivals: Arrivals, bounds: Bounds, seed: u6
     let elapsed = started.elapsed();
     progress.abort();
     eprintln!();
-    Run {
+    let run = Run {
         elapsed,
         cut_off,
         late_arrivals,
-    }
+    };
+    (run, steady)
 }
 
 struct Budget {

@@ -1,4 +1,5 @@
-//! `loadgen run …` drives a running cluster and audits it; `loadgen benchmarks` writes
+//! `loadgen run …` drives a running cluster and audits it; `loadgen create-event …` makes an
+//! event for later runs (`--event ID`) and prints its id; `loadgen benchmarks` writes
 //! BENCHMARKS.md from saved results.
 
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use loadgen::options::Options;
+use loadgen::options::{EventOptions, Options};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Drive the cluster with virtual users, print the table, audit the primaries.
     Run(Box<Options>),
+    /// Create an event with its tickets, no load; print its id once every region shows it.
+    CreateEvent(Box<EventOptions>),
     /// Write BENCHMARKS.md from the results folder `bench/report.sh` fills.
     Benchmarks {
         /// The folder of loadgen JSON reports, pgbench outputs and the id-gen estimates.
@@ -62,6 +65,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::CreateEvent(options) => {
+            let event = loadgen::create_event(&options).await?;
+            println!("{}", event.id);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Benchmarks { results, out } => {
             let markdown = loadgen::benchmarks::render(&results)?;

@@ -1,4 +1,4 @@
-//! The command line of `loadgen run`.
+//! The command lines of `loadgen run` and `loadgen create-event`, and the cluster they share.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,9 +8,10 @@ use clap::Args;
 
 use crate::scenario::Scenario;
 
+/// Where the cluster is.
 #[derive(Debug, Clone, Args)]
-pub struct Options {
-    /// devcluster's cluster.json: routers, nodes, primaries, admin token, link delays.
+pub struct TargetArgs {
+    /// devcluster's cluster.json: routers, nodes, primaries, admin token, link delays, PIDs.
     #[arg(long, conflicts_with = "router")]
     pub cluster: Option<PathBuf>,
     /// Instead of --cluster: a region's router, as region=url (repeat per region).
@@ -25,6 +26,12 @@ pub struct Options {
     /// Allow routers and primaries that are not on this machine.
     #[arg(long)]
     pub allow_remote: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Options {
+    #[command(flatten)]
+    pub target: TargetArgs,
 
     #[arg(long, value_enum, default_value = "mix")]
     pub scenario: Scenario,
@@ -52,6 +59,9 @@ pub struct Options {
     /// Deadline of each request.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// The steady window (CPU per request) starts this long into the load and ends with it.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
 
     /// Client regions, comma-separated (default: every region). Users talk to their own router.
     #[arg(long, value_delimiter = ',')]
@@ -99,6 +109,27 @@ pub struct Options {
     /// Draw latency percentiles per operation and region pair here.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+}
+
+/// `loadgen create-event`: an event and its tickets, with no load, for runs given `--event`.
+#[derive(Debug, Clone, Args)]
+pub struct EventOptions {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Home region (default: the first region).
+    #[arg(long)]
+    pub home: Option<String>,
+    /// Tiers and their tickets.
+    #[arg(long, default_value = "GA=1000")]
+    pub tiers: String,
+    #[arg(long, default_value = "loadgen event")]
+    pub name: String,
+    /// How long a hold lasts on the event, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub hold_seconds: u32,
+    /// How long every region's router may take to show all the tickets.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub visible_within: Duration,
 }
 
 /// `30s`, `2m`, `500ms` or plain seconds.

@@ -1,6 +1,7 @@
 //! What the load saw, per (client region, home region, operation): an HDR histogram of latency,
-//! answers by status and error code, and cache hits. Plus running totals for the progress line
-//! and the bookings the audit must find.
+//! answers by status and error code, and cache hits; the same merged over home regions, per
+//! (client region, operation). Plus running totals for the progress line and the bookings the
+//! audit must find.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +96,45 @@ impl OpStats {
             cache_misses: 0,
         }
     }
+
+    /// Adds `other`'s answers to these, latency histogram included.
+    fn add(&mut self, other: &OpStats) {
+        self.latency_us
+            .add(&other.latency_us)
+            .expect("histograms of one shape");
+        self.ok += other.ok;
+        self.refused += other.refused;
+        self.errors += other.errors;
+        for (code, n) in &other.codes {
+            *self.codes.entry(code.clone()).or_default() += n;
+        }
+        self.cache_hits += other.cache_hits;
+        self.cache_misses += other.cache_misses;
+    }
+
+    fn row(&self, key: &Key, seconds: f64, rtt_ms: Option<f64>) -> Row {
+        let h = &self.latency_us;
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let count = h.len();
+        Row {
+            client: key.client.clone(),
+            home: key.home.clone(),
+            op: key.op,
+            count,
+            ok: self.ok,
+            refused: self.refused,
+            errors: self.errors,
+            per_second: count as f64 / seconds.max(1e-9),
+            p50_ms: ms(0.50),
+            p95_ms: ms(0.95),
+            p99_ms: ms(0.99),
+            max_ms: h.max() as f64 / 1000.0,
+            codes: self.codes.clone(),
+            cache_hits: self.cache_hits,
+            cache_misses: self.cache_misses,
+            rtt_ms,
+        }
+    }
 }
 
 /// A booking the load saw confirmed, for the audit to find.
@@ -155,34 +195,36 @@ impl Recorder {
         let mut out: Vec<Row> = rows
             .iter()
             .map(|(key, s)| {
-                let h = &s.latency_us;
-                let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-                let count = h.len();
-                Row {
-                    client: key.client.clone(),
-                    home: key.home.clone(),
-                    op: key.op,
-                    count,
-                    ok: s.ok,
-                    refused: s.refused,
-                    errors: s.errors,
-                    per_second: count as f64 / seconds.max(1e-9),
-                    p50_ms: ms(0.50),
-                    p95_ms: ms(0.95),
-                    p99_ms: ms(0.99),
-                    max_ms: h.max() as f64 / 1000.0,
-                    codes: s.codes.clone(),
-                    cache_hits: s.cache_hits,
-                    cache_misses: s.cache_misses,
-                    rtt_ms: if key.home == ALL_REGIONS {
-                        None
-                    } else {
-                        target.rtt_ms(&key.client, &key.home)
-                    },
-                }
+                let rtt = if key.home == ALL_REGIONS {
+                    None
+                } else {
+                    target.rtt_ms(&key.client, &key.home)
+                };
+                s.row(key, seconds, rtt)
             })
             .collect();
-        out.sort_by(|a, b| (a.op, &a.client, &a.home).cmp(&(b.op, &b.client, &b.home)));
+        sort(&mut out);
+        out
+    }
+
+    /// A row per (client region, operation) over every home region (home `*`): what a region's
+    /// users saw of an operation, wherever the data lives.
+    pub fn client_region_rows(&self, seconds: f64) -> Vec<Row> {
+        let rows = self.rows.lock().expect("stats lock");
+        let mut merged: BTreeMap<Key, OpStats> = BTreeMap::new();
+        for (key, s) in rows.iter() {
+            let key = Key {
+                client: key.client.clone(),
+                home: ALL_REGIONS.to_owned(),
+                op: key.op,
+            };
+            merged.entry(key).or_insert_with(OpStats::new).add(s);
+        }
+        let mut out: Vec<Row> = merged
+            .iter()
+            .map(|(key, s)| s.row(key, seconds, None))
+            .collect();
+        sort(&mut out);
         out
     }
 
@@ -201,6 +243,11 @@ impl Recorder {
     pub fn confirmed(&self) -> Vec<SeenBooking> {
         self.confirmed.lock().expect("confirmed lock").clone()
     }
+}
+
+/// By operation, then client region, then home region.
+fn sort(rows: &mut [Row]) {
+    rows.sort_by(|a, b| (a.op, &a.client, &a.home).cmp(&(b.op, &b.client, &b.home)));
 }
 
 /// One line of the report.
@@ -226,4 +273,66 @@ pub struct Row {
     pub cache_misses: u64,
     /// The simulated round trip between the two regions, when the cluster says.
     pub rtt_ms: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(client: &str, home: &str, op: Op) -> Key {
+        Key {
+            client: client.into(),
+            home: home.into(),
+            op,
+        }
+    }
+
+    fn answer(status: u16, code: Option<&str>, cache_hit: Option<bool>) -> Answer {
+        Answer {
+            status,
+            code: code.map(str::to_owned),
+            cache_hit,
+        }
+    }
+
+    #[test]
+    fn client_region_rows_merge_every_home_region() {
+        let recorder = Recorder::default();
+        let ms = Duration::from_millis;
+        for _ in 0..90 {
+            recorder.record(
+                key("us-east", "us-east", Op::Availability),
+                ms(1),
+                &answer(200, None, Some(true)),
+            );
+        }
+        for _ in 0..10 {
+            recorder.record(
+                key("us-east", "eu-west", Op::Availability),
+                ms(50),
+                &answer(200, None, Some(false)),
+            );
+        }
+        recorder.record(
+            key("us-east", "eu-west", Op::Availability),
+            ms(60),
+            &answer(503, Some("unavailable"), None),
+        );
+        recorder.record(
+            key("eu-west", "eu-west", Op::Availability),
+            ms(2),
+            &answer(200, None, None),
+        );
+        let rows = recorder.client_region_rows(10.0);
+        assert_eq!(rows.len(), 2);
+        let us = rows.iter().find(|r| r.client == "us-east").unwrap();
+        assert_eq!(us.home, ALL_REGIONS);
+        assert_eq!((us.count, us.ok, us.errors), (101, 100, 1));
+        assert_eq!((us.cache_hits, us.cache_misses), (90, 10));
+        assert_eq!(us.codes["503 unavailable"], 1);
+        // The slow tenth of the answers came from the remote home: p95 sees them, p50 not.
+        assert!(us.p50_ms < 2.0 && us.p95_ms >= 50.0, "{us:?}");
+        assert!((us.per_second - 10.1).abs() < 1e-9);
+        assert_eq!(us.rtt_ms, None);
+    }
 }

@@ -1,6 +1,7 @@
 //! What the load is aimed at: each region's router (where its virtual users connect), and, when
-//! known, its node (for cache counters) and its primary (for the audit). Read from devcluster's
-//! `cluster.json`, or given region by region on the command line.
+//! known, its node (for cache counters), its primary (for the audit) and the PIDs of its
+//! processes (for CPU per request). Read from devcluster's `cluster.json`, or given region by
+//! region on the command line.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -9,12 +10,28 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::cpu::{Group, Kind};
+
 #[derive(Debug, Clone)]
 pub struct Region {
     pub name: String,
     pub router: String,
     pub node: Option<String>,
     pub primary: Option<String>,
+    /// The region's processes, when the cluster runs on this machine and says.
+    pub pids: Option<RegionPids>,
+}
+
+/// A region's processes as devcluster's `cluster.json` gives them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RegionPids {
+    pub router: Option<u32>,
+    pub node: Option<u32>,
+    /// The primary's postmaster.
+    pub primary: Option<u32>,
+    /// The postmaster of this region's replica of each shard.
+    #[serde(default)]
+    pub replicas: BTreeMap<String, Option<u32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -23,6 +40,8 @@ pub struct Target {
     pub admin_token: String,
     /// Simulated round trip between two regions, in ms, keyed "from>to", when the cluster says.
     pub rtt_ms: BTreeMap<String, f64>,
+    /// devcluster's own process (it runs the WAN links and DNS servers), when the cluster says.
+    pub devcluster_pid: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +51,7 @@ struct ClusterFile {
     regions: Vec<ClusterRegion>,
     #[serde(default)]
     links: Vec<ClusterLink>,
+    devcluster_pid: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +60,7 @@ struct ClusterRegion {
     router: String,
     node: Option<String>,
     primary: Option<String>,
+    pids: Option<RegionPids>,
 }
 
 #[derive(Deserialize)]
@@ -75,10 +96,12 @@ impl Target {
                     router: r.router,
                     node: r.node,
                     primary: r.primary,
+                    pids: r.pids,
                 })
                 .collect(),
             admin_token: file.admin_token,
             rtt_ms,
+            devcluster_pid: file.devcluster_pid,
         };
         target.validate()?;
         Ok(target)
@@ -98,6 +121,7 @@ impl Target {
                 router: url.into(),
                 node: None,
                 primary: None,
+                pids: None,
             });
         }
         for pair in primaries {
@@ -112,6 +136,7 @@ impl Target {
             regions,
             admin_token,
             rtt_ms: BTreeMap::new(),
+            devcluster_pid: None,
         };
         target.validate()?;
         Ok(target)
@@ -147,6 +172,52 @@ impl Target {
             return Some(0.0);
         }
         self.rtt_ms.get(&pair_key(from, to)).copied()
+    }
+
+    /// The processes to account CPU to: each region's router, node and PostgreSQL servers (with
+    /// their backends), devcluster alone (the rest of its tree is the regions), and `loadgen`
+    /// (this process). Empty when the target names no processes.
+    pub fn cpu_groups(&self, loadgen: u32) -> Vec<Group> {
+        let mut groups = Vec::new();
+        for region in &self.regions {
+            let Some(pids) = &region.pids else { continue };
+            let servers: Vec<u32> = pids
+                .primary
+                .into_iter()
+                .chain(pids.replicas.values().flatten().copied())
+                .collect();
+            for (kind, pids) in [
+                (Kind::Router, pids.router.into_iter().collect()),
+                (Kind::Node, pids.node.into_iter().collect()),
+                (Kind::Postgres, servers),
+            ] {
+                if !pids.is_empty() {
+                    groups.push(Group {
+                        region: Some(region.name.clone()),
+                        kind,
+                        pids,
+                        descendants: true,
+                    });
+                }
+            }
+        }
+        if let Some(pid) = self.devcluster_pid {
+            groups.push(Group {
+                region: None,
+                kind: Kind::Devcluster,
+                pids: vec![pid],
+                descendants: false,
+            });
+        }
+        if !groups.is_empty() {
+            groups.push(Group {
+                region: None,
+                kind: Kind::Loadgen,
+                pids: vec![loadgen],
+                descendants: true,
+            });
+        }
+        groups
     }
 
     /// Load stays on this machine: every router, node and primary must be a loopback address.
@@ -245,5 +316,41 @@ mod tests {
             "t".into()
         )
         .is_err());
+    }
+
+    #[test]
+    fn the_processes_of_a_cluster_json() {
+        let path = std::env::temp_dir().join(format!("loadgen-target-{}.json", std::process::id()));
+        let cluster = serde_json::json!({
+            "adminToken": "t",
+            "devclusterPid": 100,
+            "regions": [
+                {"name": "us-east", "router": "http://127.0.0.1:1",
+                 "pids": {"router": 101, "node": 102, "primary": 103,
+                          "replicas": {"us-east": 104, "eu-west": null}}},
+                {"name": "eu-west", "router": "http://127.0.0.1:2"}
+            ]
+        });
+        std::fs::write(&path, cluster.to_string()).unwrap();
+        let target = Target::from_cluster_json(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let groups = target.cpu_groups(7);
+        let summary: Vec<(Option<&str>, Kind, Vec<u32>, bool)> = groups
+            .iter()
+            .map(|g| (g.region.as_deref(), g.kind, g.pids.clone(), g.descendants))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (Some("us-east"), Kind::Router, vec![101], true),
+                (Some("us-east"), Kind::Node, vec![102], true),
+                (Some("us-east"), Kind::Postgres, vec![103, 104], true),
+                (None, Kind::Devcluster, vec![100], false),
+                (None, Kind::Loadgen, vec![7], true),
+            ]
+        );
+        // Routers given on the command line name no processes: no CPU accounting at all.
+        let bare = Target::from_urls(&["a=http://127.0.0.1:1".into()], &[], "t".into()).unwrap();
+        assert!(bare.cpu_groups(7).is_empty());
     }
 }

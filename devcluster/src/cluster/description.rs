@@ -1,5 +1,6 @@
 //! `cluster.json`: the machine-readable description of the running cluster (DESIGN section 7)
-//! that loadgen and people read.
+//! that loadgen and people read, with the PIDs of every process it runs (loadgen accounts CPU
+//! per request to them).
 
 use anyhow::Context;
 use serde_json::{json, Value};
@@ -25,6 +26,11 @@ impl Cluster {
                     .iter()
                     .map(|(shard, _, url)| (shard.clone(), Value::String(url.clone())))
                     .collect();
+                let replica_pids: serde_json::Map<String, Value> = r
+                    .replicas
+                    .iter()
+                    .map(|(shard, replica, _)| (shard.clone(), json!(replica.pid())))
+                    .collect();
                 json!({
                     "name": r.config.name,
                     "id": r.config.id,
@@ -33,6 +39,13 @@ impl Cluster {
                     "primary": r.primary_url,
                     "dns": r.dns.local_addr().to_string(),
                     "replicas": replicas,
+                    // The postmasters' pids: their backends are their children.
+                    "pids": {
+                        "router": r.router.id(),
+                        "node": r.node.id(),
+                        "primary": r.primary.pid(),
+                        "replicas": replica_pids,
+                    },
                 })
             })
             .collect();
@@ -46,6 +59,8 @@ impl Cluster {
             .collect();
         json!({
             "adminToken": self.admin_token,
+            // This process: it also runs the WAN links and the DNS servers.
+            "devclusterPid": std::process::id(),
             "regions": regions,
             "links": links,
             "demo": {"events": self.demo["events"], "users": self.demo["users"]},
