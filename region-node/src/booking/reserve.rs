@@ -27,6 +27,7 @@ use crate::catalog;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::auth::AuthUser;
 use crate::ids::ensure_home;
+use crate::reads::cache::shared_error;
 use crate::state::Node;
 
 /// Reserve: checked and priced here, then held with its event's other concurrent reserves
@@ -105,47 +106,39 @@ async fn run_batch(node: Arc<Node>, batch: Vec<Pending<Prepared, ApiResult<Reser
 /// A reserve in a transaction of its own: its key's earlier answer, else its hold.
 async fn reserve_alone(node: &Node, prepared: Prepared) -> ApiResult<Reserved> {
     let alone = std::slice::from_ref(&prepared);
-    if let Some(Some(earlier)) = answer_used_keys(node, alone).await?.pop() {
+    let mut conn = node.pool.acquire().await?;
+    if let Some(Some(earlier)) = answer_used_keys(node, &mut conn, alone).await?.pop() {
         return earlier;
     }
-    match hold_group(node, alone).await {
+    match hold_group(node, &mut conn, alone).await {
         Ok(mut held) => held.pop().unwrap_or_else(|| {
             Err(ApiError::Internal(anyhow::anyhow!(
                 "reserve answered nothing"
             )))
         }),
-        Err(failure) => failure.answer_alone(node, &prepared).await,
+        Err(failure) => failure.answer_alone(node, &mut conn, &prepared).await,
     }
 }
 
 /// Answers a batch of reserves of one event, in their order: earlier answers for keys used
 /// before, then one transaction for the rest; if anything fails, each of the rest alone.
 async fn reserve_group(node: &Node, group: Vec<Prepared>) -> Vec<ApiResult<Reserved>> {
-    let earlier = match answer_used_keys(node, &group).await {
-        Ok(earlier) => earlier,
+    let (answers, failed) = match node.pool.acquire().await {
+        Ok(mut conn) => held_on(node, &mut conn, group).await,
         Err(error) => {
-            tracing::warn!(%error, size = group.len(), "reserve batch's key lookup failed; running its requests one by one");
-            return each_alone(node, group).await;
+            let error = ApiError::from(error);
+            let answers = group
+                .iter()
+                .map(|_| Some(Err(shared_error(&error))))
+                .collect();
+            (answers, Vec::new())
         }
     };
-    let mut answers = Vec::with_capacity(group.len());
-    let mut fresh = Vec::new();
-    for (prepared, earlier) in group.into_iter().zip(earlier) {
-        if earlier.is_none() {
-            fresh.push((answers.len(), prepared));
-        }
-        answers.push(earlier);
-    }
-    if !fresh.is_empty() {
-        let (slots, requests): (Vec<usize>, Vec<Prepared>) = fresh.into_iter().unzip();
-        let held = match hold_group(node, &requests).await {
-            Ok(held) => held,
-            Err(failure) => {
-                tracing::warn!(error = %failure, size = requests.len(), "reserve batch failed; running its requests one by one");
-                each_alone(node, requests).await
-            }
-        };
-        for (slot, answer) in slots.into_iter().zip(held) {
+    // The batch's connection is back in the pool before its failed requests each take one.
+    let mut answers = answers;
+    if !failed.is_empty() {
+        let (slots, requests): (Vec<usize>, Vec<Prepared>) = failed.into_iter().unzip();
+        for (slot, answer) in slots.into_iter().zip(each_alone(node, requests).await) {
             answers[slot] = Some(answer);
         }
     }
@@ -157,6 +150,48 @@ async fn reserve_group(node: &Node, group: Vec<Prepared>) -> Vec<ApiResult<Reser
         .collect()
 }
 
+/// A batch on one connection: earlier answers for keys used before, then one transaction for
+/// the rest. Returns the answers so far, and the requests (with their slots) to run alone
+/// because the batch's lookup or transaction failed.
+async fn held_on(
+    node: &Node,
+    conn: &mut PgConnection,
+    group: Vec<Prepared>,
+) -> (Vec<Option<ApiResult<Reserved>>>, Vec<(usize, Prepared)>) {
+    let earlier = match answer_used_keys(node, conn, &group).await {
+        Ok(earlier) => earlier,
+        Err(error) => {
+            tracing::warn!(%error, size = group.len(), "reserve batch's key lookup failed; running its requests one by one");
+            let answers = group.iter().map(|_| None).collect();
+            return (answers, group.into_iter().enumerate().collect());
+        }
+    };
+    let mut answers = Vec::with_capacity(group.len());
+    let mut fresh = Vec::new();
+    for (prepared, earlier) in group.into_iter().zip(earlier) {
+        if earlier.is_none() {
+            fresh.push((answers.len(), prepared));
+        }
+        answers.push(earlier);
+    }
+    if fresh.is_empty() {
+        return (answers, Vec::new());
+    }
+    let requests: Vec<Prepared> = fresh.iter().map(|(_, p)| p.clone()).collect();
+    match hold_group(node, conn, &requests).await {
+        Ok(held) => {
+            for ((slot, _), answer) in fresh.into_iter().zip(held) {
+                answers[slot] = Some(answer);
+            }
+            (answers, Vec::new())
+        }
+        Err(failure) => {
+            tracing::warn!(error = %failure, size = requests.len(), "reserve batch failed; running its requests one by one");
+            (answers, fresh)
+        }
+    }
+}
+
 /// After a failed batch: each request on its own, so one never fails the others.
 async fn each_alone(node: &Node, requests: Vec<Prepared>) -> Vec<ApiResult<Reserved>> {
     futures::future::join_all(requests.into_iter().map(|p| reserve_alone(node, p))).await
@@ -166,6 +201,7 @@ async fn each_alone(node: &Node, requests: Vec<Prepared>) -> Vec<ApiResult<Reser
 /// before (that booking again, or `422`), `None` for the rest.
 async fn answer_used_keys(
     node: &Node,
+    conn: &mut PgConnection,
     group: &[Prepared],
 ) -> ApiResult<Vec<Option<ApiResult<Reserved>>>> {
     let keys: Vec<(i64, String)> = group
@@ -175,8 +211,7 @@ async fn answer_used_keys(
     if keys.is_empty() {
         return Ok(group.iter().map(|_| None).collect());
     }
-    let mut conn = node.pool.acquire().await?;
-    let mut uses = idempotency::key_uses(&mut conn, &keys).await?.into_iter();
+    let mut uses = idempotency::key_uses(conn, &keys).await?.into_iter();
     let mut answers = Vec::with_capacity(group.len());
     for prepared in group {
         let key_use = match prepared.idempotency_key {
@@ -184,7 +219,7 @@ async fn answer_used_keys(
             None => KeyUse::Unused,
         };
         answers.push(
-            earlier_answer(node, &mut conn, prepared, key_use)
+            earlier_answer(node, conn, prepared, key_use)
                 .await
                 .transpose(),
         );
@@ -251,15 +286,20 @@ impl From<sqlx::Error> for HoldFailure {
 }
 
 impl HoldFailure {
-    /// The answer to a request that failed alone: for a taken key, the booking it made.
-    async fn answer_alone(self, node: &Node, prepared: &Prepared) -> ApiResult<Reserved> {
+    /// The answer to a request that failed alone, on its own connection: for a taken key, the
+    /// booking the key made.
+    async fn answer_alone(
+        self,
+        node: &Node,
+        conn: &mut PgConnection,
+        prepared: &Prepared,
+    ) -> ApiResult<Reserved> {
         match self {
             HoldFailure::Failed(error) => Err(error),
             HoldFailure::KeyTaken => {
-                let mut conn = node.pool.acquire().await?;
                 let key = prepared.idempotency_key.as_deref().unwrap_or_default();
-                let key_use = idempotency::key_use(&mut conn, prepared.user_id, key).await?;
-                earlier_answer(node, &mut conn, prepared, key_use)
+                let key_use = idempotency::key_use(conn, prepared.user_id, key).await?;
+                earlier_answer(node, conn, prepared, key_use)
                     .await?
                     .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("taken key has no booking")))
             }
@@ -271,11 +311,11 @@ impl HoldFailure {
 /// request, its booking or its `409 sold_out`.
 async fn hold_group(
     node: &Node,
+    conn: &mut PgConnection,
     group: &[Prepared],
 ) -> Result<Vec<ApiResult<Reserved>>, HoldFailure> {
     let event_id = group[0].event_id;
     let wants = || group.iter().map(|p| p.wanted.as_slice());
-    let mut conn = node.pool.acquire().await?;
     let mut tx = conn.begin().await?;
     node.claims.prepare_transaction(&mut tx).await?;
     let claimed = node
@@ -293,9 +333,7 @@ async fn hold_group(
         .collect();
     let mut rows = Default::default();
     if !placed.is_empty() {
-        store::hold(&mut tx, &placed).await?;
-        let requests: Vec<&Prepared> = placed.iter().map(|(p, _)| *p).collect();
-        rows = match store::insert_held(&mut tx, event_id, &requests).await {
+        rows = match store::hold_and_insert(&mut tx, event_id, &placed).await {
             Ok(rows) => rows,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(HoldFailure::KeyTaken)
@@ -307,13 +345,13 @@ async fn hold_group(
     let token = if placed.is_empty() {
         None
     } else {
-        Some(node.event_written(&mut conn, event_id).await?)
+        Some(node.event_written(conn, event_id).await?)
     };
     let short = assignments
         .iter()
         .any(|a| matches!(a, Assignment::Short(_)));
     let available = if short {
-        catalog::store::available_by_tier(&mut conn, event_id).await?
+        catalog::store::available_by_tier(conn, event_id).await?
     } else {
         BTreeMap::new()
     };

@@ -123,64 +123,52 @@ async fn claim(
         .await?)
 }
 
-/// Marks claimed tickets held: each by its request's booking and user, for its hold length.
-pub async fn hold(
-    conn: &mut PgConnection,
-    held: &[(&Prepared, &[TicketRef])],
-) -> Result<(), sqlx::Error> {
-    let mut ids = Vec::new();
-    let mut bookings = Vec::new();
-    let mut holders = Vec::new();
-    let mut seconds = Vec::new();
-    for (request, tickets) in held {
-        for ticket in tickets.iter() {
-            ids.push(ticket.id);
-            bookings.push(request.booking_id.as_i64());
-            holders.push(request.user_id.as_i64());
-            seconds.push(f64::from(request.hold_seconds));
-        }
-    }
-    sqlx::query(
-        "UPDATE tickets t SET status = 'held', booking_id = u.booking, user_id = u.holder,
-                              hold_expires_at = now() + make_interval(secs => u.hold),
-                              updated_at = now()
-         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[])
-              AS u(id, booking, holder, hold)
-         WHERE t.id = u.id",
-    )
-    .bind(&ids)
-    .bind(&bookings)
-    .bind(&holders)
-    .bind(&seconds)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Inserts the held bookings of `requests`, whose tickets [`hold`] already marked in this
-/// transaction, in one statement. A reused `Idempotency-Key` fails it with a unique violation.
-pub async fn insert_held(
+/// Holds the tickets a batch handed out and inserts its held bookings, in one statement (one
+/// round trip inside the reserve's transaction, which claimed the tickets): each ticket held by
+/// its request's booking and user for its hold length, each booking listing its tickets. A
+/// reused `Idempotency-Key` fails it with a unique violation.
+pub async fn hold_and_insert(
     conn: &mut PgConnection,
     event_id: i64,
-    requests: &[&Prepared],
+    placed: &[(&Prepared, &[TicketRef])],
 ) -> Result<HashMap<i64, BookingRow>, sqlx::Error> {
+    let mut ticket_ids = Vec::new();
+    let mut ticket_bookings = Vec::new();
+    for (request, tickets) in placed {
+        for ticket in tickets.iter() {
+            ticket_ids.push(ticket.id);
+            ticket_bookings.push(request.booking_id.as_i64());
+        }
+    }
+    let requests: Vec<&Prepared> = placed.iter().map(|(p, _)| *p).collect();
     let lines: Vec<serde_json::Value> = requests
         .iter()
         .map(|p| serde_json::to_value(&p.lines).unwrap_or(serde_json::Value::Null))
         .collect();
     let column = |f: fn(&Prepared) -> i64| requests.iter().map(|p| f(p)).collect::<Vec<i64>>();
     let rows: Vec<BookingRow> = sqlx::query_as(&format!(
-        "INSERT INTO bookings (id, event_id, user_id, status, quantity, lines, ticket_ids,
+        "WITH b AS (
+             SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::int4[], $6::jsonb[],
+                                  $7::bigint[], $8::float8[], $9::text[])
+                 AS b(id, holder, quantity, lines, total, hold, key)),
+         held AS (
+             UPDATE tickets t SET status = 'held', booking_id = b.id, user_id = b.holder,
+                                  hold_expires_at = now() + make_interval(secs => b.hold),
+                                  updated_at = now()
+             FROM unnest($1::bigint[], $2::bigint[]) AS u(id, booking)
+             JOIN b ON b.id = u.booking
+             WHERE t.id = u.id)
+         INSERT INTO bookings (id, event_id, user_id, status, quantity, lines, ticket_ids,
                                total_cents, expires_at, idempotency_key)
-         SELECT b.id, $1, b.holder, 'held', b.quantity, b.lines,
-                ARRAY(SELECT t.id FROM tickets t WHERE t.booking_id = b.id ORDER BY t.id),
+         SELECT b.id, $10, b.holder, 'held', b.quantity, b.lines,
+                ARRAY(SELECT u.id FROM unnest($1::bigint[], $2::bigint[]) AS u(id, booking)
+                      WHERE u.booking = b.id ORDER BY u.id),
                 b.total, now() + make_interval(secs => b.hold), b.key
-         FROM unnest($2::bigint[], $3::bigint[], $4::int4[], $5::jsonb[], $6::bigint[],
-                     $7::float8[], $8::text[])
-              AS b(id, holder, quantity, lines, total, hold, key)
+         FROM b
          RETURNING {BOOKING_COLUMNS}"
     ))
-    .bind(event_id)
+    .bind(&ticket_ids)
+    .bind(&ticket_bookings)
     .bind(column(|p| p.booking_id.as_i64()))
     .bind(column(|p| p.user_id.as_i64()))
     .bind(requests.iter().map(|p| p.quantity).collect::<Vec<_>>())
@@ -198,6 +186,7 @@ pub async fn insert_held(
             .map(|p| p.idempotency_key.clone())
             .collect::<Vec<_>>(),
     )
+    .bind(event_id)
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(|row| (row.id, row)).collect())
