@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# A/B of one workload through the router: two builds, alternated in one run on this machine,
+# so that a change's effect is measured against the same noise.
+#   bench/ab.sh WORKLOAD BEFORE_BIN_DIR AFTER_BIN_DIR [ROUNDS]
+# WORKLOAD:
+#   reads     cached availability reads of one event (the node answers from its cache),
+#             USERS (128) users, closed loop;
+#   reserves  hot-event reserves, USERS (256) users reserving 1 GA of a 200,000-ticket event
+#             (as bench/ab-hot.sh).
+# Each BIN_DIR holds a release `devcluster` and `loadgen`. Per round and build: a fresh
+# one-region cluster, the load for DURATION (15s), the CPU seconds of node, router and
+# PostgreSQL between loadgen's progress lines at 5 s and 10 s (steady state, set-up excluded)
+# divided by the requests served in between, then the cluster is stopped. Prints each run and
+# the medians, with after/before ratios. Raw reports in $OUT (a temp dir).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKLOAD=$1 BEFORE=$2 AFTER=$3 ROUNDS=${4:-3}
+DURATION=${DURATION:-15s}
+BASE_PORT=${BASE_PORT:-18900}
+case "$WORKLOAD" in
+    reads)
+        USERS=${USERS:-128}
+        OP=availability
+        LOAD=(--scenario browse --reads availability --clients us-east)
+        ;;
+    reserves)
+        USERS=${USERS:-256}
+        OP=reserve
+        LOAD=(--scenario onsale --clients us-east --home us-east --tiers GA=200000
+              --quantity 1 --outcomes abandon=1)
+        ;;
+    *) echo "usage: $0 reads|reserves BEFORE_BIN_DIR AFTER_BIN_DIR [ROUNDS]" >&2; exit 2 ;;
+esac
+OUT=${OUT:-$(mktemp -d "/tmp/ab-$WORKLOAD-XXXXXX")}
+mkdir -p "$OUT"
+chmod 755 "$OUT"
+PID=
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true' EXIT
+
+run() { # run LABEL BIN_DIR ROUND
+    local label=$1 bin=$2 round=$3 dir="$OUT/$1-$3"
+    "$bin/devcluster" --state-dir "$dir" --base-port "$BASE_PORT" --regions us-east \
+        > "$OUT/$label-$round.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 600); do [ -s "$dir/cluster.json" ] && break; sleep 0.1; done
+    [ -s "$dir/cluster.json" ] || { echo "devcluster did not start"; cat "$OUT/$label-$round.log"; exit 1; }
+    "$bin/loadgen" run --cluster "$dir/cluster.json" "${LOAD[@]}" \
+        --users "$USERS" --duration "$DURATION" --title "$label $round" \
+        --json "$OUT/$label-$round.json" > "$OUT/$label-$round.loadgen.log" 2>&1 &
+    local loadgen=$!
+    # CPU is sampled at loadgen's progress lines at 5 s and 10 s into the load; the lines give
+    # the requests served in between.
+    for at in 5 10; do
+        until grep -q "^\[ *$at\." "$OUT/$label-$round.loadgen.log" 2>/dev/null; do
+            kill -0 "$loadgen" 2>/dev/null || break
+            sleep 0.02
+        done
+        bench/cpu.py "$PID" > "$OUT/$label-$round.cpu$at"
+    done
+    wait "$loadgen" || echo "($label $round: loadgen reported errors or a failed audit)"
+    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+}
+
+for round in $(seq "$ROUNDS"); do
+    run before "$BEFORE" "$round"
+    run after "$AFTER" "$round"
+done
+
+python3 - "$OUT" "$ROUNDS" "$OP" <<'PY'
+import json, re, statistics, sys
+out, rounds, op = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rows = {}
+for label in ("before", "after"):
+    for r in range(1, rounds + 1):
+        report = json.load(open(f"{out}/{label}-{r}.json"))
+        row = next(x for x in report["rows"] if x["op"] == op)
+        c0 = json.load(open(f"{out}/{label}-{r}.cpu5"))
+        c1 = json.load(open(f"{out}/{label}-{r}.cpu10"))
+        counts = {}
+        for line in open(f"{out}/{label}-{r}.loadgen.log"):
+            m = re.match(r"\[ *(\d+)\.\d+s / \d+s\] \d+ journeys, (\d+) requests", line)
+            if m:
+                counts[int(m.group(1))] = int(m.group(2))
+        requests = counts[10] - counts[5]
+        cpu = {k: (c1[k] - c0[k]) * 1e6 / requests for k in ("node", "router", "postgres")}
+        rows.setdefault(label, []).append({
+            "perSecond": row["perSecond"], "p50": row["p50Ms"], "p99": row["p99Ms"],
+            "errors": row["errors"] + report["totals"]["errors"],
+            "audit": report["audit"] is None or all(c["expected"] == c["found"] for c in report["audit"]["checks"]),
+            **{f"{k}UsPerReq": v for k, v in cpu.items()},
+        })
+keys = ["perSecond", "p50", "p99", "nodeUsPerReq", "routerUsPerReq", "postgresUsPerReq"]
+print(f"{op}: {rounds} rounds")
+print(f"{'run':<10}" + "".join(f"{k:>18}" for k in keys) + "    errors audit")
+for label, runs in rows.items():
+    for i, r in enumerate(runs, 1):
+        print(f"{label + ' ' + str(i):<10}" + "".join(f"{r[k]:>18.2f}" for k in keys) + f"    {r['errors']:>6} {'ok' if r['audit'] else 'FAILED'}")
+print(f"{'median':<10}")
+med = {label: {k: statistics.median(r[k] for r in runs) for k in keys} for label, runs in rows.items()}
+for label in ("before", "after"):
+    print(f"{label:<10}" + "".join(f"{med[label][k]:>18.2f}" for k in keys))
+print(f"{'ratio':<10}" + "".join(f"{med['after'][k] / med['before'][k]:>18.3f}" for k in keys))
+PY
+echo "raw reports: $OUT"
