@@ -78,10 +78,7 @@ async fn write(
     mut headers: HeaderMap,
     body: Bytes,
 ) -> (Result<Answer, RouterError>, Option<HeaderValue>) {
-    let key = match idempotency_key(&mut headers) {
-        Ok(key) => key,
-        Err(error) => return (Err(error), None),
-    };
+    let key = idempotency_key(&mut headers);
     if via == Via::PeerRouter {
         headers.insert(X_ROUTER_HOP, app.name.clone());
     }
@@ -91,14 +88,13 @@ async fn write(
 
 /// The write's `Idempotency-Key`, minted and added when the client sent none: a key on every
 /// write lets the router (and the client) re-send it safely.
-fn idempotency_key(headers: &mut HeaderMap) -> Result<HeaderValue, RouterError> {
+fn idempotency_key(headers: &mut HeaderMap) -> HeaderValue {
     if let Some(key) = headers.get(&IDEMPOTENCY_KEY) {
-        return Ok(key.clone());
+        return key.clone();
     }
-    let key = HeaderValue::from_str(&trace::idempotency_key())
-        .map_err(|e| RouterError::Internal(e.into()))?;
+    let key = trace::idempotency_key();
     headers.insert(IDEMPOTENCY_KEY, key.clone());
-    Ok(key)
+    key
 }
 
 fn outgoing(parts: &Parts, headers: HeaderMap, body: Bytes) -> Outgoing {

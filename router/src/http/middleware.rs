@@ -27,8 +27,7 @@ pub async fn trace_context(mut request: Request, next: Next) -> Response {
     let traceparent = match incoming {
         Some(v) => v,
         None => {
-            let v = HeaderValue::from_str(&new_traceparent())
-                .unwrap_or_else(|_| HeaderValue::from_static("-"));
+            let v = new_traceparent();
             request.headers_mut().insert(TRACEPARENT, v.clone());
             v
         }
