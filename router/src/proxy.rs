@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use axum::body::Bytes;
 use axum::http::request::Parts;
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use wire::headers::IDEMPOTENCY_KEY;
@@ -100,8 +101,11 @@ fn idempotency_key(headers: &mut HeaderMap) -> HeaderValue {
 fn outgoing(parts: &Parts, headers: HeaderMap, body: Bytes) -> Outgoing {
     Outgoing {
         method: parts.method.clone(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
         headers,
         body,
     }

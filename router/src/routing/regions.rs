@@ -1,7 +1,7 @@
 //! The deployment's regions as the router uses them: names, Snowflake region ids, parsed
 //! endpoint URLs, and the order in which reads fall back when the local node is down.
 
-use reqwest::Url;
+use url::Url;
 
 use wire::ConfigError;
 

@@ -7,6 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::Response;
+use hyper::body::Incoming;
 
 use crate::headers::X_READ_FALLBACK;
 use crate::upstream::hygiene::remove_response_hop_headers;
@@ -28,7 +29,7 @@ pub struct Answer {
 enum AnswerBody {
     Full(Bytes),
     /// Server-Sent Events: passed on as they come, with no overall deadline.
-    Stream(reqwest::Response),
+    Stream(Incoming),
 }
 
 /// Where the router measured its upstream time; read by the `Server-Timing` middleware.
@@ -50,10 +51,13 @@ impl Answer {
     }
 
     /// An answer whose body is passed on as it arrives.
-    pub fn streamed(upstream: Upstream<'_>, response: reqwest::Response) -> Answer {
-        let status = response.status();
-        let headers = response.headers().clone();
-        Answer::new(upstream, status, headers, AnswerBody::Stream(response))
+    pub fn streamed(
+        upstream: Upstream<'_>,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Incoming,
+    ) -> Answer {
+        Answer::new(upstream, status, headers, AnswerBody::Stream(body))
     }
 
     fn new(
@@ -79,9 +83,10 @@ impl Answer {
         remove_response_hop_headers(&mut headers);
         let body = match self.body {
             AnswerBody::Full(bytes) => Body::from(bytes),
-            AnswerBody::Stream(response) => {
+            AnswerBody::Stream(body) => {
                 headers.remove(header::CONTENT_LENGTH);
-                Body::from_stream(chunks(response))
+                // Frames pass through as they come; an upstream error ends the stream.
+                Body::new(body)
             }
         };
         let mut response = Response::new(body);
@@ -98,20 +103,6 @@ impl Answer {
         });
         response
     }
-}
-
-/// The response body as a stream of chunks, ending after the first error.
-fn chunks(
-    response: reqwest::Response,
-) -> impl futures::Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static {
-    futures::stream::unfold(Some(response), |state| async move {
-        let mut response = state?;
-        match response.chunk().await {
-            Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
-        }
-    })
 }
 
 /// Whether an answer is a Server-Sent Events stream (to be passed on unbuffered).

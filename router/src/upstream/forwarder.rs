@@ -7,8 +7,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::{header, Method, StatusCode};
-use reqwest::{RequestBuilder, Url};
+use axum::body::Bytes;
+use axum::http::uri::PathAndQuery;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use url::Url;
 
 use crate::config::Config;
 use crate::error::RouterError;
@@ -16,6 +19,7 @@ use crate::metrics::{FallbackLabels, Metrics, RegionLabels, UpstreamLabels};
 use crate::routing::plan::Via;
 use crate::routing::regions::{Region, Regions};
 use crate::upstream::answer::{is_event_stream, Answer};
+use crate::upstream::client::{http_client, HttpClient, OutgoingBody};
 use crate::upstream::discovery::{Discovery, DiscoveryError};
 use crate::upstream::liveness::Liveness;
 use crate::upstream::request::{Outgoing, Upstream};
@@ -35,11 +39,11 @@ enum AttemptError {
     /// The request never left (DNS, connect): re-sending it now cannot help.
     NotSent(String),
     /// The connection broke after the request was sent: it may have arrived.
-    Broken(reqwest::Error),
+    Broken(Box<dyn StdError + Send + Sync>),
 }
 
 pub struct Forwarder {
-    client: reqwest::Client,
+    client: HttpClient,
     discovery: Discovery,
     request_timeout: Duration,
     unreachable: Duration,
@@ -50,27 +54,13 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// One HTTP/1.1 client for all upstreams: its pool keeps connections to each peer alive, so
-    /// a write costs one WAN round trip, not a handshake too. Redirects and reqwest's own
-    /// retries are off: the router passes answers through and decides retries itself.
     pub fn new(
         config: &Config,
         discovery: Discovery,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Forwarder> {
         let t = &config.timeouts;
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(discovery.clone()))
-            .connect_timeout(config.connect_timeout())
-            .pool_idle_timeout(Duration::from_millis(config.upstream.pool_idle_timeout_ms))
-            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-            .http1_only()
-            .tcp_nodelay(true)
-            .tcp_keepalive(Duration::from_secs(30))
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .build()?;
+        let client = http_client(config, discovery.clone());
         Ok(Forwarder {
             client,
             discovery,
@@ -250,14 +240,14 @@ impl Forwarder {
             if attempt > self.retries {
                 return Err(CallError::Unreachable(format!(
                     "connection broke on all {attempt} attempts: {}",
-                    describe(&broken)
+                    describe(broken.as_ref())
                 )));
             }
             self.metrics
                 .retries
                 .get_or_create(&region_label(upstream))
                 .inc();
-            tracing::warn!(%upstream, attempt, error = %describe(&broken), "connection broke; re-sending");
+            tracing::warn!(%upstream, attempt, error = %describe(broken.as_ref()), "connection broke; re-sending");
         }
     }
 
@@ -268,52 +258,56 @@ impl Forwarder {
         out: &Outgoing,
         stream_events: bool,
     ) -> Result<Answer, AttemptError> {
-        let mut request = self
+        let request = self
             .pinned_request(
                 out.method.clone(),
                 upstream.base,
-                &out.path,
-                out.query.as_deref(),
+                out.path_and_query.clone(),
+                out.headers.clone(),
+                out.body.clone(),
             )
             .await
-            .map_err(|e| AttemptError::NotSent(e.to_string()))?
-            .headers(out.headers.clone());
-        if !out.body.is_empty() {
-            request = request.body(out.body.clone());
-        }
-        let response = request.send().await.map_err(|e| {
+            .map_err(|e| AttemptError::NotSent(e.to_string()))?;
+        let response = self.client.request(request).await.map_err(|e| {
             if e.is_connect() {
                 AttemptError::NotSent(format!("cannot connect: {}", describe(&e)))
             } else {
-                AttemptError::Broken(e)
+                AttemptError::Broken(e.into())
             }
         })?;
         self.liveness.record_answer(upstream.base);
-        if stream_events && is_event_stream(response.headers()) {
-            return Ok(Answer::streamed(upstream, response));
+        let (head, body) = response.into_parts();
+        if stream_events && is_event_stream(&head.headers) {
+            return Ok(Answer::streamed(upstream, head.status, head.headers, body));
         }
-        let status = response.status();
-        let headers = response.headers().clone();
         // An answer that broke off: the request did arrive, and re-sending it with the same
         // Idempotency-Key returns the first result.
-        let body = response.bytes().await.map_err(AttemptError::Broken)?;
-        Ok(Answer::full(upstream, status, headers, body))
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| AttemptError::Broken(e.into()))?
+            .to_bytes();
+        Ok(Answer::full(upstream, head.status, head.headers, body))
     }
 
-    /// A request for `path` on `base`, pinned to one of its current addresses with the name
-    /// kept in `Host` (see `discovery`).
+    /// A request for `path_and_query` on `base`, pinned to one of its current addresses with
+    /// the name kept in `Host` (see `discovery`).
     async fn pinned_request(
         &self,
         method: Method,
         base: &Url,
-        path: &str,
-        query: Option<&str>,
-    ) -> Result<RequestBuilder, DiscoveryError> {
-        let pinned = self.discovery.pin(base, path, query).await?;
-        let mut request = self.client.request(method, pinned.url);
+        path_and_query: PathAndQuery,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Request<OutgoingBody>, DiscoveryError> {
+        let pinned = self.discovery.pin(base, path_and_query).await?;
         if let Some(host) = pinned.host {
-            request = request.header(header::HOST, host);
+            headers.insert(header::HOST, host);
         }
+        let mut request = Request::new(OutgoingBody::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = pinned.uri;
+        *request.headers_mut() = headers;
         Ok(request)
     }
 
@@ -322,18 +316,24 @@ impl Forwarder {
     pub async fn probe(
         &self,
         upstream: Upstream<'_>,
-        path: &str,
+        path: &'static str,
         timeout: Duration,
     ) -> Option<StatusCode> {
         let probe = async {
             let request = self
-                .pinned_request(Method::GET, upstream.base, path, None)
+                .pinned_request(
+                    Method::GET,
+                    upstream.base,
+                    PathAndQuery::from_static(path),
+                    HeaderMap::new(),
+                    Bytes::new(),
+                )
                 .await
                 .ok()?;
-            let response = request.send().await.ok()?;
+            let response = self.client.request(request).await.ok()?;
             self.liveness.record_answer(upstream.base);
             let status = response.status();
-            let _ = response.bytes().await;
+            let _ = response.into_body().collect().await;
             Some(status)
         };
         tokio::time::timeout(timeout, probe).await.ok().flatten()
@@ -372,7 +372,7 @@ fn region_label(upstream: Upstream<'_>) -> RegionLabels {
     }
 }
 
-/// An error and its causes on one line (reqwest's own message omits the cause).
+/// An error and its causes on one line (hyper's own message omits the cause).
 fn describe(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

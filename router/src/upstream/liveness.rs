@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use reqwest::Url;
+use url::Url;
 
 pub struct Liveness {
     down_for: Duration,

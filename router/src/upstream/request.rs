@@ -4,8 +4,9 @@
 use std::fmt;
 
 use axum::body::Bytes;
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, Method};
-use reqwest::Url;
+use url::Url;
 
 use crate::routing::regions::Region;
 
@@ -58,8 +59,8 @@ impl fmt::Display for Upstream<'_> {
 /// A request as it will be sent upstream (headers already cleaned and completed).
 pub struct Outgoing {
     pub method: Method,
-    pub path: String,
-    pub query: Option<String>,
+    /// As the client sent it: a proxy passes the request target on unchanged.
+    pub path_and_query: PathAndQuery,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
