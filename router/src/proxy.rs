@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use axum::body::Bytes;
 use axum::http::request::Parts;
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use wire::headers::IDEMPOTENCY_KEY;
 
@@ -17,22 +17,23 @@ use crate::routing::plan::{plan, Plan, RouteInput, Via};
 use crate::routing::regions::Region;
 use crate::state::App;
 use crate::trace;
-use crate::upstream::answer::Answer;
+use crate::upstream::answer::{Answer, UpstreamTiming};
 use crate::upstream::hygiene::outgoing_headers;
 use crate::upstream::request::Outgoing;
 
 /// The outcome of one API request, and what goes on its response whether it was forwarded or
 /// refused.
-pub struct Proxied {
-    pub answer: Result<Answer, RouterError>,
+pub struct Proxied<'a> {
+    pub answer: Result<Answer<'a>, RouterError>,
     /// The home region of the id the request named, if any.
     pub home: Option<HeaderValue>,
     /// A write's key, returned so a client whose write failed in transit can retry it safely.
     pub idempotency_key: Option<HeaderValue>,
 }
 
-/// Routes and forwards one API request from `peer`, its body already read.
-pub async fn proxy(app: &App, peer: IpAddr, parts: &Parts, body: Bytes) -> Proxied {
+/// Routes and forwards one API request from `peer`, its body already read. The request's own
+/// headers become the upstream's (cleaned and completed), not a copy of them.
+pub async fn proxy(app: &App, peer: IpAddr, parts: Parts, body: Bytes) -> Proxied<'_> {
     let client = app.client_regions.resolve(peer, &parts.headers);
     let plan = plan(
         &RouteInput {
@@ -50,16 +51,23 @@ pub async fn proxy(app: &App, peer: IpAddr, parts: &Parts, body: Bytes) -> Proxi
         .ok()
         .and_then(Plan::home)
         .and_then(|h| HeaderValue::from_str(&h.name).ok());
-    let headers = outgoing_headers(&parts.headers, peer, &client.region);
+    let Parts {
+        method,
+        uri,
+        headers,
+        ..
+    } = parts;
+    let headers = outgoing_headers(headers, peer, &client.region);
     let (answer, idempotency_key) = match plan {
         Err(error) => (Err(error), None),
         Ok(Plan::Read { .. }) => {
-            let out = outgoing(parts, headers, body);
+            let out = outgoing(method, &uri, headers, body);
             (app.forwarder.read(&app.regions, &out).await, None)
         }
         Ok(Plan::Write { home, via }) => {
             tracing::debug!(home = %home.name, ?via, client_region = %client.region, "write");
-            write(app, home, via, parts, headers, body).await
+            let out = outgoing(method, &uri, headers, body);
+            write(app, home, via, out).await
         }
     };
     Proxied {
@@ -71,19 +79,16 @@ pub async fn proxy(app: &App, peer: IpAddr, parts: &Parts, body: Bytes) -> Proxi
 
 /// Sends a write to its home region, with an idempotency key (returned too) and, through a
 /// peer router, the hop mark.
-async fn write(
+async fn write<'a>(
     app: &App,
-    home: &Region,
+    home: &'a Region,
     via: Via,
-    parts: &Parts,
-    mut headers: HeaderMap,
-    body: Bytes,
-) -> (Result<Answer, RouterError>, Option<HeaderValue>) {
-    let key = idempotency_key(&mut headers);
+    mut out: Outgoing,
+) -> (Result<Answer<'a>, RouterError>, Option<HeaderValue>) {
+    let key = idempotency_key(&mut out.headers);
     if via == Via::PeerRouter {
-        headers.insert(X_ROUTER_HOP, app.name.clone());
+        out.headers.insert(X_ROUTER_HOP, app.name.clone());
     }
-    let out = outgoing(parts, headers, body);
     (app.forwarder.write(home, via, &out).await, Some(key))
 }
 
@@ -98,11 +103,10 @@ fn idempotency_key(headers: &mut HeaderMap) -> HeaderValue {
     key
 }
 
-fn outgoing(parts: &Parts, headers: HeaderMap, body: Bytes) -> Outgoing {
+fn outgoing(method: Method, uri: &Uri, headers: HeaderMap, body: Bytes) -> Outgoing {
     Outgoing {
-        method: parts.method.clone(),
-        path_and_query: parts
-            .uri
+        method,
+        path_and_query: uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
@@ -111,11 +115,15 @@ fn outgoing(parts: &Parts, headers: HeaderMap, body: Bytes) -> Outgoing {
     }
 }
 
-impl IntoResponse for Proxied {
-    fn into_response(self) -> Response {
-        let mut response = match self.answer {
-            Ok(answer) => answer.into_response(),
-            Err(error) => error.into_response(),
+impl<'a> Proxied<'a> {
+    /// The client's response, and the upstream's timing when one answered.
+    pub fn into_response(self) -> (Response, Option<UpstreamTiming<'a>>) {
+        let (mut response, timing) = match self.answer {
+            Ok(answer) => {
+                let (response, timing) = answer.into_response();
+                (response, Some(timing))
+            }
+            Err(error) => (error.into_response(), None),
         };
         let headers = response.headers_mut();
         if let Some(home) = self.home {
@@ -124,6 +132,6 @@ impl IntoResponse for Proxied {
         if let Some(key) = self.idempotency_key {
             headers.insert(IDEMPOTENCY_KEY, key);
         }
-        response
+        (response, timing)
     }
 }

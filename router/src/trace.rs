@@ -1,9 +1,8 @@
 //! Random identifiers the router mints: request ids, idempotency keys and W3C trace context.
 
 use axum::body::Bytes;
-use axum::http::{HeaderValue, Request};
+use axum::http::HeaderValue;
 use rand::RngCore;
-use tower_http::request_id::{MakeRequestId, RequestId};
 
 /// `n` random bytes as lowercase hex.
 ///
@@ -78,15 +77,10 @@ pub fn is_valid_traceparent(value: &str) -> bool {
         && hex(flags, 2)
 }
 
-/// Request ids for requests that arrive without one: random, so ids from different routers
+/// A request id for a request that arrives without one: random, so ids from different routers
 /// (and restarts) never collide in the logs of a shared node.
-#[derive(Clone, Default)]
-pub struct RandomRequestIds;
-
-impl MakeRequestId for RandomRequestIds {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        Some(RequestId::new(header_value(random_hex(16))))
-    }
+pub fn new_request_id() -> HeaderValue {
+    header_value(random_hex(16))
 }
 
 #[cfg(test)]

@@ -75,7 +75,11 @@ impl Forwarder {
 
     /// A read: the own region's node, then the fallback regions' nodes, each tried only if the
     /// previous one was unreachable. An HTTP answer (even an error) is final.
-    pub async fn read(&self, regions: &Regions, out: &Outgoing) -> Result<Answer, RouterError> {
+    pub async fn read<'a>(
+        &self,
+        regions: &'a Regions,
+        out: &Outgoing,
+    ) -> Result<Answer<'a>, RouterError> {
         let own = regions.own();
         let mut order: Vec<&Region> = regions.read_order().collect();
         // Regions that just failed go last: no point waiting for them again first.
@@ -86,7 +90,7 @@ impl Forwarder {
                 Ok(mut answer) => {
                     if region.name != own.name {
                         self.record_fallback(own, region);
-                        answer.fallback_from = Some(own.name.clone());
+                        answer.fallback_from = Some(&own.name);
                     }
                     return Ok(answer);
                 }
@@ -118,12 +122,12 @@ impl Forwarder {
 
     /// A write: to its home region only. When that is unreachable the answer is `503`, and the
     /// write is not offered to anyone else.
-    pub async fn write(
+    pub async fn write<'a>(
         &self,
-        home: &Region,
+        home: &'a Region,
         via: Via,
         out: &Outgoing,
-    ) -> Result<Answer, RouterError> {
+    ) -> Result<Answer<'a>, RouterError> {
         let upstream = match via {
             Via::LocalNode => Upstream::node(home),
             Via::PeerRouter => Upstream::router(home),
@@ -142,12 +146,12 @@ impl Forwarder {
 
     /// One upstream call with the retry and liveness rules of the `upstream` module docs.
     /// `stream_events`: pass a Server-Sent Events answer on as it comes.
-    pub async fn call(
+    pub async fn call<'a>(
         &self,
-        upstream: Upstream<'_>,
+        upstream: Upstream<'a>,
         out: &Outgoing,
         stream_events: bool,
-    ) -> Result<Answer, CallError> {
+    ) -> Result<Answer<'a>, CallError> {
         let start = Instant::now();
         let attempts = self.attempts(upstream, out, stream_events);
         let result = tokio::time::timeout(
@@ -165,12 +169,12 @@ impl Forwarder {
 
     /// `attempts`, cut short as unreachable when the upstream has shown no sign of life since
     /// `start` by the time a liveness probe would still fit in `unreachable_ms`.
-    async fn unless_lifeless(
+    async fn unless_lifeless<'a>(
         &self,
         upstream: Upstream<'_>,
         start: Instant,
-        attempts: impl Future<Output = Result<Answer, CallError>>,
-    ) -> Result<Answer, CallError> {
+        attempts: impl Future<Output = Result<Answer<'a>, CallError>>,
+    ) -> Result<Answer<'a>, CallError> {
         // Finishes only if the upstream shows no sign of life in time.
         let watchdog = async {
             tokio::time::sleep(self.unreachable.saturating_sub(self.probe_timeout)).await;
@@ -190,7 +194,7 @@ impl Forwarder {
     fn record_outcome(
         &self,
         upstream: Upstream<'_>,
-        result: &Result<Answer, CallError>,
+        result: &Result<Answer<'_>, CallError>,
         start: Instant,
     ) {
         let outcome = match result {
@@ -223,12 +227,12 @@ impl Forwarder {
     }
 
     /// Sends `out` until it gets an answer, re-sending only after a broken connection.
-    async fn attempts(
+    async fn attempts<'a>(
         &self,
-        upstream: Upstream<'_>,
+        upstream: Upstream<'a>,
         out: &Outgoing,
         stream_events: bool,
-    ) -> Result<Answer, CallError> {
+    ) -> Result<Answer<'a>, CallError> {
         let mut attempt = 0;
         loop {
             let broken = match self.attempt(upstream, out, stream_events).await {
@@ -252,12 +256,12 @@ impl Forwarder {
     }
 
     /// Sends `out` once and reads the answer (only its head, for an event stream).
-    async fn attempt(
+    async fn attempt<'a>(
         &self,
-        upstream: Upstream<'_>,
+        upstream: Upstream<'a>,
         out: &Outgoing,
         stream_events: bool,
-    ) -> Result<Answer, AttemptError> {
+    ) -> Result<Answer<'a>, AttemptError> {
         let request = self
             .pinned_request(
                 out.method.clone(),

@@ -37,9 +37,9 @@ const RESPONSE_HEADERS_NOT_FORWARDED: [HeaderName; 7] = [
 ];
 
 /// The headers to send upstream: the client's, minus hop-by-hop ones, plus `X-Forwarded-For`
-/// and the client region the router decided on (replacing any the client sent).
-pub fn outgoing_headers(incoming: &HeaderMap, peer: IpAddr, client_region: &str) -> HeaderMap {
-    let mut headers = incoming.clone();
+/// and the client region the router decided on (replacing any the client sent). Made in place:
+/// the incoming request is not needed again.
+pub fn outgoing_headers(mut headers: HeaderMap, peer: IpAddr, client_region: &str) -> HeaderMap {
     remove_connection_headers(&mut headers, &REQUEST_HEADERS_NOT_FORWARDED);
     let peer = peer.to_canonical().to_string();
     let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -96,7 +96,7 @@ mod tests {
         h.insert(X_ROUTER_HOP, HeaderValue::from_static("eu-west/router-1"));
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
-        let out = outgoing_headers(&h, "::ffff:10.0.0.1".parse().unwrap(), "us-east");
+        let out = outgoing_headers(h, "::ffff:10.0.0.1".parse().unwrap(), "us-east");
         for gone in [
             header::CONNECTION,
             secret,
