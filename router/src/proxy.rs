@@ -41,7 +41,7 @@ pub async fn proxy(app: &App, peer: IpAddr, parts: Parts, body: Bytes) -> Proxie
             path: parts.uri.path(),
             query: parts.uri.query(),
             body: &body,
-            client_region: &client.region,
+            client_region: client.region,
             from_peer_router: parts.headers.contains_key(X_ROUTER_HOP),
         },
         &app.regions,
@@ -50,14 +50,16 @@ pub async fn proxy(app: &App, peer: IpAddr, parts: Parts, body: Bytes) -> Proxie
         .as_ref()
         .ok()
         .and_then(Plan::home)
-        .and_then(|h| HeaderValue::from_str(&h.name).ok());
+        .map(|h| h.name_header.clone());
+    // Always a configured region (the client-region table holds only those).
+    let client_region = app.regions.by_name(client.region).map(|r| &r.name_header);
     let Parts {
         method,
         uri,
         headers,
         ..
     } = parts;
-    let headers = outgoing_headers(headers, peer, &client.region);
+    let headers = outgoing_headers(headers, peer, client_region);
     let (answer, idempotency_key) = match plan {
         Err(error) => (Err(error), None),
         Ok(Plan::Read { .. }) => {
@@ -65,7 +67,7 @@ pub async fn proxy(app: &App, peer: IpAddr, parts: Parts, body: Bytes) -> Proxie
             (app.forwarder.read(&app.regions, &out).await, None)
         }
         Ok(Plan::Write { home, via }) => {
-            tracing::debug!(home = %home.name, ?via, client_region = %client.region, "write");
+            tracing::debug!(home = %home.name, ?via, client_region = client.region, "write");
             let out = outgoing(method, &uri, headers, body);
             write(app, home, via, out).await
         }

@@ -82,6 +82,8 @@ impl<'a> Answer<'a> {
     pub fn into_response(self) -> (Response, UpstreamTiming<'a>) {
         let mut headers = self.headers;
         remove_response_hop_headers(&mut headers);
+        // Room for the router's own answer headers (home region, key, ids, timing, fallback).
+        headers.reserve(6);
         let body = match self.body {
             AnswerBody::Full(bytes) => Body::from(bytes),
             AnswerBody::Stream(body) => {

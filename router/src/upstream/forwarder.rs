@@ -154,12 +154,7 @@ impl Forwarder {
     ) -> Result<Answer<'a>, CallError> {
         let start = Instant::now();
         let attempts = self.attempts(upstream, out, stream_events);
-        let result = tokio::time::timeout(
-            self.request_timeout,
-            self.unless_lifeless(upstream, start, attempts),
-        )
-        .await
-        .unwrap_or(Err(CallError::Timeout));
+        let result = self.within_deadlines(upstream, start, attempts).await;
         self.record_outcome(upstream, &result, start);
         result.map(|mut answer| {
             answer.upstream_time = start.elapsed();
@@ -167,26 +162,41 @@ impl Forwarder {
         })
     }
 
-    /// `attempts`, cut short as unreachable when the upstream has shown no sign of life since
-    /// `start` by the time a liveness probe would still fit in `unreachable_ms`.
-    async fn unless_lifeless<'a>(
+    /// `attempts`, bounded by `request_ms`, and cut short as unreachable when the upstream has
+    /// shown no sign of life since `start` by the time a liveness probe would still fit in
+    /// `unreachable_ms`. One timer serves both deadlines, re-armed for the second: a call
+    /// answered in time (nearly all) registers one timer, not two.
+    async fn within_deadlines<'a>(
         &self,
         upstream: Upstream<'_>,
         start: Instant,
         attempts: impl Future<Output = Result<Answer<'a>, CallError>>,
     ) -> Result<Answer<'a>, CallError> {
+        let start_at = tokio::time::Instant::from_std(start);
+        let give_up = start_at + self.request_timeout;
+        let look_for_life = start_at + self.unreachable.saturating_sub(self.probe_timeout);
+        let timer = tokio::time::sleep_until(look_for_life.min(give_up));
+        tokio::pin!(attempts, timer);
+        tokio::select! {
+            result = &mut attempts => return result,
+            () = &mut timer => {}
+        }
+        if look_for_life >= give_up {
+            return Err(CallError::Timeout);
+        }
+        timer.as_mut().reset(give_up);
         // Finishes only if the upstream shows no sign of life in time.
         let watchdog = async {
-            tokio::time::sleep(self.unreachable.saturating_sub(self.probe_timeout)).await;
             if self.alive_since(upstream, start).await {
                 std::future::pending::<()>().await;
             }
         };
         tokio::select! {
-            result = attempts => result,
+            result = &mut attempts => result,
             () = watchdog => Err(CallError::Unreachable(
                 "no answer, and no answer to a liveness probe".into(),
             )),
+            () = &mut timer => Err(CallError::Timeout),
         }
     }
 
@@ -205,7 +215,7 @@ impl Forwarder {
         self.metrics
             .upstream_calls
             .get_or_create(&UpstreamLabels {
-                region: upstream.region.to_owned(),
+                region: upstream.label.clone(),
                 upstream: upstream.kind_label(),
                 outcome,
             })
@@ -372,7 +382,7 @@ impl Forwarder {
 
 fn region_label(upstream: Upstream<'_>) -> RegionLabels {
     RegionLabels {
-        region: upstream.region.to_owned(),
+        region: upstream.label.clone(),
     }
 }
 

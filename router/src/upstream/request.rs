@@ -8,12 +8,14 @@ use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, Method};
 use url::Url;
 
+use crate::metrics::RegionName;
 use crate::routing::regions::Region;
 
 /// One upstream: a region's node or its router.
 #[derive(Clone, Copy)]
 pub struct Upstream<'a> {
     pub region: &'a str,
+    pub label: &'a RegionName,
     pub base: &'a Url,
     pub kind: UpstreamKind,
 }
@@ -28,6 +30,7 @@ impl<'a> Upstream<'a> {
     pub fn node(region: &'a Region) -> Upstream<'a> {
         Upstream {
             region: &region.name,
+            label: &region.label,
             base: &region.node,
             kind: UpstreamKind::Node,
         }
@@ -36,6 +39,7 @@ impl<'a> Upstream<'a> {
     pub fn router(region: &'a Region) -> Upstream<'a> {
         Upstream {
             region: &region.name,
+            label: &region.label,
             base: &region.router,
             kind: UpstreamKind::Router,
         }
