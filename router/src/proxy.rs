@@ -14,10 +14,10 @@ use wire::headers::IDEMPOTENCY_KEY;
 use crate::error::RouterError;
 use crate::headers::{X_HOME_REGION, X_ROUTER_HOP};
 use crate::routing::plan::{plan, Plan, RouteInput, Via};
-use crate::routing::regions::Region;
 use crate::state::App;
 use crate::trace;
 use crate::upstream::answer::{Answer, UpstreamTiming};
+use crate::upstream::forwarder::Destination;
 use crate::upstream::hygiene::outgoing_headers;
 use crate::upstream::request::Outgoing;
 
@@ -51,6 +51,20 @@ pub async fn proxy(app: &App, peer: IpAddr, parts: Parts, body: Bytes) -> Proxie
         .ok()
         .and_then(Plan::home)
         .map(|h| h.name_header.clone());
+    let destination = match plan {
+        Err(error) => {
+            return Proxied {
+                answer: Err(error),
+                home,
+                idempotency_key: None,
+            }
+        }
+        Ok(Plan::Read { .. }) => Destination::Read,
+        Ok(Plan::Write { home, via }) => {
+            tracing::debug!(home = %home.name, ?via, client_region = client.region, "write");
+            Destination::Write { home, via }
+        }
+    };
     // Always a configured region (the client-region table holds only those).
     let client_region = app.regions.by_name(client.region).map(|r| &r.name_header);
     let Parts {
@@ -60,18 +74,12 @@ pub async fn proxy(app: &App, peer: IpAddr, parts: Parts, body: Bytes) -> Proxie
         ..
     } = parts;
     let headers = outgoing_headers(headers, peer, client_region);
-    let (answer, idempotency_key) = match plan {
-        Err(error) => (Err(error), None),
-        Ok(Plan::Read { .. }) => {
-            let out = outgoing(method, &uri, headers, body);
-            (app.forwarder.read(&app.regions, &out).await, None)
-        }
-        Ok(Plan::Write { home, via }) => {
-            tracing::debug!(home = %home.name, ?via, client_region = client.region, "write");
-            let out = outgoing(method, &uri, headers, body);
-            write(app, home, via, out).await
-        }
+    let mut out = outgoing(method, &uri, headers, body);
+    let idempotency_key = match destination {
+        Destination::Read => None,
+        Destination::Write { via, .. } => Some(write_headers(app, via, &mut out.headers)),
     };
+    let answer = app.forwarder.forward(&app.regions, destination, &out).await;
     Proxied {
         answer,
         home,
@@ -79,19 +87,14 @@ pub async fn proxy(app: &App, peer: IpAddr, parts: Parts, body: Bytes) -> Proxie
     }
 }
 
-/// Sends a write to its home region, with an idempotency key (returned too) and, through a
-/// peer router, the hop mark.
-async fn write<'a>(
-    app: &App,
-    home: &'a Region,
-    via: Via,
-    mut out: Outgoing,
-) -> (Result<Answer<'a>, RouterError>, Option<HeaderValue>) {
-    let key = idempotency_key(&mut out.headers);
+/// A write's headers: an idempotency key (returned too) and, through a peer router, the hop
+/// mark.
+fn write_headers(app: &App, via: Via, headers: &mut HeaderMap) -> HeaderValue {
+    let key = idempotency_key(headers);
     if via == Via::PeerRouter {
-        out.headers.insert(X_ROUTER_HOP, app.name.clone());
+        headers.insert(X_ROUTER_HOP, app.name.clone());
     }
-    (app.forwarder.write(home, via, &out).await, Some(key))
+    key
 }
 
 /// The write's `Idempotency-Key`, minted and added when the client sent none: a key on every

@@ -116,7 +116,10 @@ impl Discovery {
                 return Ok(entry.addrs.clone());
             }
         }
-        let fresh = match tokio::time::timeout(self.inner.timeout, self.fresh(host)).await {
+        // Boxed: the resolver's future is large, and without the box every request's future
+        // would carry its room (and have it allocated and copied) to use it once per TTL.
+        let fresh = Box::pin(tokio::time::timeout(self.inner.timeout, self.fresh(host)));
+        let fresh = match fresh.await {
             Ok(result) => result,
             Err(_) => Err(DiscoveryError::Timeout(host.to_owned())),
         };

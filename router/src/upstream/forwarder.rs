@@ -4,6 +4,7 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,6 @@ use axum::body::Bytes;
 use axum::http::uri::PathAndQuery;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use url::Url;
 
 use crate::config::Config;
 use crate::error::RouterError;
@@ -20,9 +20,18 @@ use crate::routing::plan::Via;
 use crate::routing::regions::{Region, Regions};
 use crate::upstream::answer::{is_event_stream, Answer};
 use crate::upstream::client::{http_client, HttpClient, OutgoingBody};
-use crate::upstream::discovery::{Discovery, DiscoveryError};
+use crate::upstream::discovery::{Discovery, Pinned};
 use crate::upstream::liveness::Liveness;
 use crate::upstream::request::{Outgoing, Upstream};
+
+/// Where a request goes upstream.
+#[derive(Clone, Copy, Debug)]
+pub enum Destination<'a> {
+    /// The own region's node, else the fallback regions' nodes.
+    Read,
+    /// The home region only, straight to its node or through its router.
+    Write { home: &'a Region, via: Via },
+}
 
 /// Why an upstream call produced no answer.
 #[derive(Debug)]
@@ -73,33 +82,73 @@ impl Forwarder {
         })
     }
 
-    /// A read: the own region's node, then the fallback regions' nodes, each tried only if the
-    /// previous one was unreachable. An HTTP answer (even an error) is final.
-    pub async fn read<'a>(
+    /// Forwards `out` to `destination`. A read goes to the own region's node, then the
+    /// fallback regions' nodes, each tried only if the previous one was unreachable (regions
+    /// that just failed go last: no point waiting for them again first); an HTTP answer, even
+    /// an error, is final. A write goes to its home region only: when that is unreachable the
+    /// answer is `503`, and the write is not offered to anyone else.
+    ///
+    /// One upstream call site for both kinds, so every request's future has room for one call,
+    /// not one per kind (the compiler does not overlap them).
+    pub async fn forward<'a>(
         &self,
         regions: &'a Regions,
+        destination: Destination<'a>,
         out: &Outgoing,
     ) -> Result<Answer<'a>, RouterError> {
-        let own = regions.own();
-        let mut order: Vec<&Region> = regions.read_order().collect();
-        // Regions that just failed go last: no point waiting for them again first.
-        order.sort_by_key(|r| self.liveness.is_down(&r.node));
+        let read = matches!(destination, Destination::Read);
+        let (steps, down) = match destination {
+            Destination::Write { .. } => (1, 0),
+            Destination::Read => {
+                // Which regions count as down, taken once: first the others in read order,
+                // then these (a region is at most the 31st: ids are 1..=31).
+                let down = regions
+                    .read_order()
+                    .enumerate()
+                    .filter(|(_, r)| self.liveness.is_down(&r.node))
+                    .fold(0u32, |mask, (i, _)| mask | 1 << i);
+                (2 * regions.read_order().count(), down)
+            }
+        };
         let mut failures = Vec::new();
-        for region in order {
-            match self.call(Upstream::node(region), out, true).await {
+        for step in 0..steps {
+            let upstream = match destination {
+                Destination::Write { home, via } => match via {
+                    Via::LocalNode => Upstream::node(home),
+                    Via::PeerRouter => Upstream::router(home),
+                },
+                Destination::Read => {
+                    let (pass, i) = (step / (steps / 2), step % (steps / 2));
+                    if (down >> i & 1 == 1) != (pass == 1) {
+                        continue;
+                    }
+                    match regions.read_order().nth(i) {
+                        Some(region) => Upstream::node(region),
+                        None => continue,
+                    }
+                }
+            };
+            match self.call(upstream, out, read).await {
                 Ok(mut answer) => {
-                    if region.name != own.name {
-                        self.record_fallback(own, region);
+                    let own = regions.own();
+                    if read && upstream.region != own.name {
+                        self.record_fallback(&own.name, upstream.region);
                         answer.fallback_from = Some(&own.name);
                     }
                     return Ok(answer);
                 }
+                Err(CallError::Unreachable(detail)) if read => {
+                    failures.push(format!("{}: {detail}", upstream.region));
+                }
                 Err(CallError::Unreachable(detail)) => {
-                    failures.push(format!("{}: {detail}", region.name));
+                    return Err(RouterError::HomeRegionUnreachable {
+                        region: upstream.region.to_owned(),
+                        detail,
+                    })
                 }
                 Err(CallError::Timeout) => {
                     return Err(RouterError::UpstreamTimeout {
-                        region: region.name.clone(),
+                        region: upstream.region.to_owned(),
                     })
                 }
             }
@@ -109,39 +158,15 @@ impl Forwarder {
         })
     }
 
-    fn record_fallback(&self, own: &Region, served_by: &Region) {
+    fn record_fallback(&self, own: &str, served_by: &str) {
         self.metrics
             .read_fallbacks
             .get_or_create(&FallbackLabels {
-                from: own.name.clone(),
-                to: served_by.name.clone(),
+                from: own.to_owned(),
+                to: served_by.to_owned(),
             })
             .inc();
-        tracing::debug!(from = %own.name, to = %served_by.name, "read fallback");
-    }
-
-    /// A write: to its home region only. When that is unreachable the answer is `503`, and the
-    /// write is not offered to anyone else.
-    pub async fn write<'a>(
-        &self,
-        home: &'a Region,
-        via: Via,
-        out: &Outgoing,
-    ) -> Result<Answer<'a>, RouterError> {
-        let upstream = match via {
-            Via::LocalNode => Upstream::node(home),
-            Via::PeerRouter => Upstream::router(home),
-        };
-        match self.call(upstream, out, false).await {
-            Ok(answer) => Ok(answer),
-            Err(CallError::Unreachable(detail)) => Err(RouterError::HomeRegionUnreachable {
-                region: home.name.clone(),
-                detail,
-            }),
-            Err(CallError::Timeout) => Err(RouterError::UpstreamTimeout {
-                region: home.name.clone(),
-            }),
-        }
+        tracing::debug!(from = %own, to = %served_by, "read fallback");
     }
 
     /// One upstream call with the retry and liveness rules of the `upstream` module docs.
@@ -153,7 +178,9 @@ impl Forwarder {
         stream_events: bool,
     ) -> Result<Answer<'a>, CallError> {
         let start = Instant::now();
-        let attempts = self.attempts(upstream, out, stream_events);
+        // Pinned here and lent: moved into the deadlines' future, it would take its room twice
+        // there (argument and pinned local), in every request's future.
+        let attempts = std::pin::pin!(self.attempts(upstream, out, stream_events));
         let result = self.within_deadlines(upstream, start, attempts).await;
         self.record_outcome(upstream, &result, start);
         result.map(|mut answer| {
@@ -170,13 +197,13 @@ impl Forwarder {
         &self,
         upstream: Upstream<'_>,
         start: Instant,
-        attempts: impl Future<Output = Result<Answer<'a>, CallError>>,
+        mut attempts: Pin<&mut impl Future<Output = Result<Answer<'a>, CallError>>>,
     ) -> Result<Answer<'a>, CallError> {
         let start_at = tokio::time::Instant::from_std(start);
         let give_up = start_at + self.request_timeout;
         let look_for_life = start_at + self.unreachable.saturating_sub(self.probe_timeout);
         let timer = tokio::time::sleep_until(look_for_life.min(give_up));
-        tokio::pin!(attempts, timer);
+        tokio::pin!(timer);
         tokio::select! {
             result = &mut attempts => return result,
             () = &mut timer => {}
@@ -185,9 +212,10 @@ impl Forwarder {
             return Err(CallError::Timeout);
         }
         timer.as_mut().reset(give_up);
-        // Finishes only if the upstream shows no sign of life in time.
+        // Finishes only if the upstream shows no sign of life in time. Boxed, as it is rarely
+        // needed: its room would otherwise be in every call's future.
         let watchdog = async {
-            if self.alive_since(upstream, start).await {
+            if Box::pin(self.alive_since(upstream, start)).await {
                 std::future::pending::<()>().await;
             }
         };
@@ -272,16 +300,17 @@ impl Forwarder {
         out: &Outgoing,
         stream_events: bool,
     ) -> Result<Answer<'a>, AttemptError> {
-        let request = self
-            .pinned_request(
-                out.method.clone(),
-                upstream.base,
-                out.path_and_query.clone(),
-                out.headers.clone(),
-                out.body.clone(),
-            )
+        let pinned = self
+            .discovery
+            .pin(upstream.base, out.path_and_query.clone())
             .await
             .map_err(|e| AttemptError::NotSent(e.to_string()))?;
+        let request = pinned_request(
+            pinned,
+            out.method.clone(),
+            out.headers.clone(),
+            out.body.clone(),
+        );
         let response = self.client.request(request).await.map_err(|e| {
             if e.is_connect() {
                 AttemptError::NotSent(format!("cannot connect: {}", describe(&e)))
@@ -304,27 +333,6 @@ impl Forwarder {
         Ok(Answer::full(upstream, head.status, head.headers, body))
     }
 
-    /// A request for `path_and_query` on `base`, pinned to one of its current addresses with
-    /// the name kept in `Host` (see `discovery`).
-    async fn pinned_request(
-        &self,
-        method: Method,
-        base: &Url,
-        path_and_query: PathAndQuery,
-        mut headers: HeaderMap,
-        body: Bytes,
-    ) -> Result<Request<OutgoingBody>, DiscoveryError> {
-        let pinned = self.discovery.pin(base, path_and_query).await?;
-        if let Some(host) = pinned.host {
-            headers.insert(header::HOST, host);
-        }
-        let mut request = Request::new(OutgoingBody::new(body));
-        *request.method_mut() = method;
-        *request.uri_mut() = pinned.uri;
-        *request.headers_mut() = headers;
-        Ok(request)
-    }
-
     /// `GET path` on the upstream with its own deadline; the status if it answered at all. The
     /// body is read so the connection goes back to the pool (this is also how it is kept warm).
     pub async fn probe(
@@ -334,16 +342,9 @@ impl Forwarder {
         timeout: Duration,
     ) -> Option<StatusCode> {
         let probe = async {
-            let request = self
-                .pinned_request(
-                    Method::GET,
-                    upstream.base,
-                    PathAndQuery::from_static(path),
-                    HeaderMap::new(),
-                    Bytes::new(),
-                )
-                .await
-                .ok()?;
+            let path = PathAndQuery::from_static(path);
+            let pinned = self.discovery.pin(upstream.base, path).await.ok()?;
+            let request = pinned_request(pinned, Method::GET, HeaderMap::new(), Bytes::new());
             let response = self.client.request(request).await.ok()?;
             self.liveness.record_answer(upstream.base);
             let status = response.status();
@@ -378,6 +379,24 @@ impl Forwarder {
         self.liveness.record_probe_failure(upstream.base);
         false
     }
+}
+
+/// A request to the address `pinned` names, with the name kept in `Host` (see `discovery`).
+/// Built after the address is known, so the request's parts are not held across the lookup.
+fn pinned_request(
+    pinned: Pinned,
+    method: Method,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Request<OutgoingBody> {
+    if let Some(host) = pinned.host {
+        headers.insert(header::HOST, host);
+    }
+    let mut request = Request::new(OutgoingBody::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = pinned.uri;
+    *request.headers_mut() = headers;
+    request
 }
 
 fn region_label(upstream: Upstream<'_>) -> RegionLabels {
