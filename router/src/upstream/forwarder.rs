@@ -305,12 +305,7 @@ impl Forwarder {
             .pin(upstream.base, out.path_and_query.clone())
             .await
             .map_err(|e| AttemptError::NotSent(e.to_string()))?;
-        let request = pinned_request(
-            pinned,
-            out.method.clone(),
-            out.headers.clone(),
-            out.body.clone(),
-        );
+        let request = pinned_request(pinned, out.method.clone(), &out.headers, out.body.clone());
         let response = self.client.request(request).await.map_err(|e| {
             if e.is_connect() {
                 AttemptError::NotSent(format!("cannot connect: {}", describe(&e)))
@@ -344,7 +339,7 @@ impl Forwarder {
         let probe = async {
             let path = PathAndQuery::from_static(path);
             let pinned = self.discovery.pin(upstream.base, path).await.ok()?;
-            let request = pinned_request(pinned, Method::GET, HeaderMap::new(), Bytes::new());
+            let request = pinned_request(pinned, Method::GET, &HeaderMap::new(), Bytes::new());
             let response = self.client.request(request).await.ok()?;
             self.liveness.record_answer(upstream.base);
             let status = response.status();
@@ -381,17 +376,27 @@ impl Forwarder {
     }
 }
 
-/// A request to the address `pinned` names, with the name kept in `Host` (see `discovery`).
-/// Built after the address is known, so the request's parts are not held across the lookup.
+/// A request with `headers` to the address `pinned` names, with the name kept in `Host` (see
+/// `discovery`). Built after the address is known, so the request's parts are not held across
+/// the lookup.
+///
+/// The headers are copied into a map with room to spare, not cloned: hyper reuses a request's
+/// map for its answer, to which the router then adds its own headers, and a clone (exactly as
+/// large as its original) grew twice on the way, rehashing and copying each time.
 fn pinned_request(
     pinned: Pinned,
     method: Method,
-    mut headers: HeaderMap,
+    headers: &HeaderMap,
     body: Bytes,
 ) -> Request<OutgoingBody> {
-    if let Some(host) = pinned.host {
-        headers.insert(header::HOST, host);
+    let mut copy = HeaderMap::with_capacity(headers.len() + 8);
+    for (name, value) in headers {
+        copy.append(name.clone(), value.clone());
     }
+    if let Some(host) = pinned.host {
+        copy.insert(header::HOST, host);
+    }
+    let headers = copy;
     let mut request = Request::new(OutgoingBody::new(body));
     *request.method_mut() = method;
     *request.uri_mut() = pinned.uri;
