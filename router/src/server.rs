@@ -1,5 +1,7 @@
-//! The router assembled: its routes, the middleware around them, `serve` on a listener, and
-//! `RouterService`, the router as a `wire` service for its binary and devcluster.
+//! The router assembled: `Front`, the service each client connection gets (API requests
+//! straight to the proxy, the rest to the operations routes, every answer with its ids, span
+//! and stamp), `serve` on a listener, and `RouterService`, the router as a `wire` service for
+//! its binary and devcluster.
 
 use std::convert::Infallible;
 use std::future::Future;
