@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use reqwest::Url;
 use serde::{Deserialize, Serialize};
+use url::Url;
 use wire::{ConfigError, ServiceConfig};
 
 use crate::cidr::Cidr;

@@ -23,5 +23,5 @@ pub mod trace;
 pub mod upstream;
 
 pub use config::Config;
-pub use server::{router, serve, serve_app, RouterService};
+pub use server::{serve, serve_app, RouterService};
 pub use state::App;

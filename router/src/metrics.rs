@@ -1,7 +1,10 @@
 //! Prometheus metrics: requests by kind and status, upstream calls by region and outcome,
 //! retries and read fallbacks (the signals that a region is in trouble).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -14,9 +17,25 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// A region's name as a label value, shared: counting a call copies no string.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RegionName(Arc<str>);
+
+impl RegionName {
+    pub fn new(name: &str) -> RegionName {
+        RegionName(Arc::from(name))
+    }
+}
+
+impl EncodeLabelValue for RegionName {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
-    pub region: String,
+    pub region: RegionName,
     /// `node` or `router`.
     pub upstream: &'static str,
     /// `answered`, `unreachable` or `timeout`.
@@ -25,7 +44,7 @@ pub struct UpstreamLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegionLabels {
-    pub region: String,
+    pub region: RegionName,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -2,35 +2,46 @@
 //! unknown API routes themselves.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Body as _;
 
 use crate::error::RouterError;
 use crate::proxy;
 use crate::state::App;
+use crate::upstream::answer::UpstreamTiming;
 
-/// Any API request: routed and forwarded.
+/// Whether `path` is the API's, which the router forwards: `/api/v1` and anything below it
+/// (not `/api/v1/` itself, which no route ever matched).
+pub fn is_api(path: &str) -> bool {
+    match path.strip_prefix("/api/v1") {
+        Some(rest) => rest.is_empty() || (rest.starts_with('/') && rest.len() > 1),
+        None => false,
+    }
+}
+
+/// Any API request from `peer`: routed and forwarded. The upstream's timing, when one answered,
+/// is returned beside the response for `Server-Timing`.
 pub async fn api(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    app: &App,
+    peer: SocketAddr,
     request: Request,
-) -> Response {
+) -> (Response, Option<UpstreamTiming<'_>>) {
     let (parts, body) = request.into_parts();
     match read_body(body, &parts.headers, app.config.http.body_limit_bytes).await {
-        Ok(body) => proxy::proxy(&app, peer.ip(), &parts, body)
+        Ok(body) => proxy::proxy(app, peer.ip(), parts, body)
             .await
             .into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => (error.into_response(), None),
     }
 }
 
 /// The whole request body, refused with `413` past `limit` (early, from `Content-Length`,
-/// when the client declares it).
+/// when the client declares it). One chunk, the usual case, is taken as it is, not copied.
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, RouterError> {
     let too_large = || RouterError::PayloadTooLarge { limit };
     let declared = headers
@@ -40,16 +51,35 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let mut stream = body.into_data_stream();
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            RouterError::Validation(format!("could not read the request body: {e}"))
-        })?;
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        buf.extend_from_slice(&chunk);
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
     }
-    Ok(Bytes::from(buf))
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(RouterError::Validation(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths_are_those_the_route_table_forwarded() {
+        for path in [
+            "/api/v1",
+            "/api/v1/x",
+            "/api/v1//",
+            "/api/v1/x/",
+            "/api/v1/%2F",
+        ] {
+            assert!(is_api(path), "{path}");
+        }
+        for path in ["/api/v1/", "/api/v1x", "/API/v1/x", "/api", "/healthz", "/"] {
+            assert!(!is_api(path), "{path}");
+        }
+    }
 }

@@ -1,68 +1,121 @@
-//! Middleware on every answer: the W3C trace context carried through (or started), and the
-//! stamp of `Server-Timing`, `X-Served-By` and the request counter.
+//! What every request and answer passes through, called by the front service in `server`: the
+//! request id and the W3C trace context (`Ids`), the request's log events (`trace_answer`), and
+//! the stamp of `Server-Timing`, `X-Served-By` and the request counter (`stamp`).
+//!
+//! Plain functions, not layers: `axum::middleware::from_fn` and tower-http's request-id and
+//! trace layers each boxed a future, cloned a service or wrapped the body per request; a proxy
+//! should not pay for that on every request. What they did is kept: the same headers, the same
+//! span (`wire::trace::request_span`) and the same events, at the same levels.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::fmt::Write as _;
+use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
-use wire::headers::{SERVER_TIMING, TRACEPARENT, X_SERVED_BY};
+use wire::headers::{SERVER_TIMING, TRACEPARENT, X_REQUEST_ID, X_SERVED_BY};
 
 use crate::metrics::RequestLabels;
 use crate::routing::plan::is_read;
 use crate::state::App;
-use crate::trace::{is_valid_traceparent, new_traceparent};
+use crate::trace::{is_valid_traceparent, new_request_id, new_traceparent};
 use crate::upstream::answer::UpstreamTiming;
 
-/// Passes a valid W3C `traceparent` on unchanged and starts a trace for requests without one
-/// (or with a malformed one), so the node's logs join the router's. The client gets it back.
-pub async fn trace_context(mut request: Request, next: Next) -> Response {
-    let incoming = request
-        .headers()
-        .get(TRACEPARENT)
-        .filter(|v| v.to_str().is_ok_and(is_valid_traceparent))
-        .cloned();
-    let traceparent = match incoming {
-        Some(v) => v,
-        None => {
-            let v = HeaderValue::from_str(&new_traceparent())
-                .unwrap_or_else(|_| HeaderValue::from_static("-"));
-            request.headers_mut().insert(TRACEPARENT, v.clone());
-            v
-        }
-    };
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(TRACEPARENT, traceparent);
-    response
+/// The request id and trace context of one request, carried upstream and back to the client.
+pub struct Ids {
+    request_id: HeaderValue,
+    traceparent: HeaderValue,
 }
 
-/// `Server-Timing` (router time and upstream time, after the node's own entries),
-/// `X-Served-By` for answers the router gave itself, and the request counter.
-pub async fn stamp(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let kind = request_kind(&request);
-    let mut response = next.run(request).await;
-    let total = start.elapsed();
-    let upstream = response.extensions().get::<UpstreamTiming>().cloned();
+impl Ids {
+    /// Gives the request an `X-Request-Id` (the client's, or a new one) and a `traceparent` (a
+    /// valid one passed on unchanged, else a new trace, as the W3C rule for a malformed one
+    /// says), so the node's logs join the router's.
+    pub fn on_request(request: &mut Request) -> Ids {
+        let headers = request.headers_mut();
+        // Room for what the router adds before the headers go upstream (ids, forwarding,
+        // client region, idempotency key, hop mark): one allocation, not a regrowth per insert.
+        headers.reserve(8);
+        let request_id = match headers.get(X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                headers.insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let incoming = headers
+            .get(TRACEPARENT)
+            .filter(|v| v.to_str().is_ok_and(is_valid_traceparent))
+            .cloned();
+        let traceparent = match incoming {
+            Some(v) => v,
+            None => {
+                let v = new_traceparent();
+                headers.insert(TRACEPARENT, v.clone());
+                v
+            }
+        };
+        Ids {
+            request_id,
+            traceparent,
+        }
+    }
+
+    /// The answer carries both back: the request id unless the upstream already answered with
+    /// one, the traceparent always.
+    pub fn on_response(self, response: &mut Response) {
+        let headers = response.headers_mut();
+        if !headers.contains_key(X_REQUEST_ID) {
+            headers.insert(X_REQUEST_ID, self.request_id);
+        }
+        headers.insert(TRACEPARENT, self.traceparent);
+    }
+}
+
+/// The events tower-http's `TraceLayer` logged for an answer, in the request span: the answer
+/// at debug level, and a server error at error level.
+pub fn trace_answer(response: &Response, latency: Duration) {
+    let latency = format_args!("{} ms", latency.as_millis());
+    let status = response.status();
+    tracing::debug!(
+        %latency,
+        status = i32::from(status.as_u16()),
+        "finished processing request"
+    );
+    if status.is_server_error() {
+        tracing::error!(
+            classification = %format_args!("Status code: {status}"),
+            %latency,
+            "response failed"
+        );
+    }
+}
+
+/// `Server-Timing` (router time and upstream time, after the node's own entries), `X-Served-By`
+/// for answers the router gave itself, and the request counter. `total` is the time since the
+/// request reached the router's service.
+pub fn stamp(
+    app: &App,
+    kind: &'static str,
+    total: Duration,
+    upstream: Option<&UpstreamTiming<'_>>,
+    response: &mut Response,
+) {
+    let status = response.status().as_u16();
     let headers = response.headers_mut();
     if !headers.contains_key(X_SERVED_BY) {
         headers.insert(X_SERVED_BY, app.name.clone());
     }
-    append_server_timing(headers, total, upstream.as_ref());
+    append_server_timing(headers, total, upstream);
     app.metrics
         .requests
-        .get_or_create(&RequestLabels {
-            kind,
-            status: response.status().as_u16(),
-        })
+        .get_or_create(&RequestLabels { kind, status })
         .inc();
-    response
 }
 
 /// The request counter's `kind`: `ops` outside the API, else `read` or `write`.
-fn request_kind(request: &Request) -> &'static str {
+pub fn request_kind(request: &Request) -> &'static str {
     if !request.uri().path().starts_with("/api/") {
         "ops"
     } else if is_read(request.method()) {
@@ -77,25 +130,28 @@ fn request_kind(request: &Request) -> &'static str {
 pub fn append_server_timing(
     headers: &mut HeaderMap,
     total: Duration,
-    upstream: Option<&UpstreamTiming>,
+    upstream: Option<&UpstreamTiming<'_>>,
 ) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let router = total.saturating_sub(upstream.map_or(Duration::ZERO, |u| u.duration));
-    let mut entries: Vec<String> = headers
-        .get_all(SERVER_TIMING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .collect();
-    entries.push(format!("router;dur={:.1}", ms(router)));
+    let mut value = String::with_capacity(96);
+    for entry in headers.get_all(SERVER_TIMING) {
+        if let Ok(entry) = entry.to_str() {
+            value.push_str(entry);
+            value.push_str(", ");
+        }
+    }
+    // Writing into a String cannot fail.
+    let _ = write!(value, "router;dur={:.1}", ms(router));
     if let Some(u) = upstream {
-        entries.push(format!(
-            "upstream;desc=\"{}\";dur={:.1}",
+        let _ = write!(
+            value,
+            ", upstream;desc=\"{}\";dur={:.1}",
             u.region,
             ms(u.duration)
-        ));
+        );
     }
-    if let Ok(v) = HeaderValue::from_str(&entries.join(", ")) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(axum::body::Bytes::from(value)) {
         headers.insert(SERVER_TIMING, v);
     }
 }
@@ -109,7 +165,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(SERVER_TIMING, HeaderValue::from_static("db;dur=3.0"));
         let upstream = UpstreamTiming {
-            region: "eu-west".into(),
+            region: "eu-west",
             duration: Duration::from_micros(81_200),
         };
         append_server_timing(&mut h, Duration::from_micros(81_600), Some(&upstream));

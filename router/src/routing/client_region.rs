@@ -23,9 +23,11 @@ pub enum Source {
     Cidr,
 }
 
+/// The decision, naming a region of the router's own table (borrowed: deciding allocates
+/// nothing).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientRegion {
-    pub region: String,
+pub struct ClientRegion<'a> {
+    pub region: &'a str,
     pub source: Source,
 }
 
@@ -61,7 +63,7 @@ impl ClientRegions {
 
     /// The client's region: a trusted proxy's `X-Client-Region` (if it names a configured
     /// region), else the CIDR table for the client address, else the router's own region.
-    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> ClientRegion {
+    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> ClientRegion<'_> {
         let trusted = self.is_trusted(peer);
         if trusted {
             let named = headers
@@ -71,7 +73,7 @@ impl ClientRegions {
                 .and_then(|name| self.known.iter().find(|k| k.as_str() == name));
             if let Some(region) = named {
                 return ClientRegion {
-                    region: region.clone(),
+                    region,
                     source: Source::Header,
                 };
             }
@@ -83,12 +85,12 @@ impl ClientRegions {
         };
         if let Some((_, region)) = self.table.iter().find(|(c, _)| c.contains(client)) {
             return ClientRegion {
-                region: region.clone(),
+                region,
                 source: Source::Cidr,
             };
         }
         ClientRegion {
-            region: self.own.clone(),
+            region: &self.own,
             source: Source::Default,
         }
     }
@@ -164,7 +166,7 @@ mod tests {
         // Behind a trusted proxy, the forwarded client address is used...
         let h = header(X_FORWARDED_FOR, "1.1.1.1, 192.0.2.5, 10.0.0.2");
         let got = r.resolve(ip("10.0.0.1"), &h);
-        assert_eq!((got.region.as_str(), got.source), ("eu-west", Source::Cidr));
+        assert_eq!((got.region, got.source), ("eu-west", Source::Cidr));
         // ...but an untrusted peer's X-Forwarded-For is ignored.
         assert_eq!(r.resolve(ip("8.8.8.8"), &h).region, "us-east");
     }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::RouterError;
+use crate::routing::body::top_level_field;
 use crate::routing::regions::{Region, Regions};
 
 /// The region of the id a read names: the first path segment that is a Snowflake id from a
@@ -27,19 +28,13 @@ pub fn read_home<'a>(path: &str, query: Option<&str>, regions: &'a Regions) -> O
         })
 }
 
-type Object = serde_json::Map<String, Value>;
-
-/// The body as a JSON object; anything else cannot be routed.
-fn object(body: &[u8]) -> Result<Object, RouterError> {
+/// The body's field `name`, which must be there and not null; the body must be a JSON object.
+fn field(body: &[u8], name: &str) -> Result<Value, RouterError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(RouterError::InvalidJson("the body is empty".into()));
     }
-    serde_json::from_slice(body).map_err(|e| RouterError::InvalidJson(e.to_string()))
-}
-
-fn field<'f>(object: &'f Object, name: &str) -> Result<&'f Value, RouterError> {
-    object
-        .get(name)
+    top_level_field(body, name)
+        .map_err(|e| RouterError::InvalidJson(e.to_string()))?
         .filter(|v| !v.is_null())
         .ok_or_else(|| RouterError::Validation(format!("{name} is required")))
 }
@@ -50,8 +45,7 @@ pub fn home_of_id<'a>(
     name: &str,
     regions: &'a Regions,
 ) -> Result<&'a Region, RouterError> {
-    let object = object(body)?;
-    let id = Id::deserialize(field(&object, name)?)
+    let id = Id::deserialize(&field(body, name)?)
         .map_err(|e| RouterError::InvalidId(format!("{name}: {e}")))?;
     let bits = id.region().get();
     regions.by_id(bits).ok_or_else(|| {
@@ -67,8 +61,7 @@ pub fn home_named<'a>(
     name: &str,
     regions: &'a Regions,
 ) -> Result<&'a Region, RouterError> {
-    let object = object(body)?;
-    let value = field(&object, name)?;
+    let value = field(body, name)?;
     let Some(region) = value.as_str() else {
         return Err(RouterError::Validation(format!(
             "{name} must be a region name (one of {})",

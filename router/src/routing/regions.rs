@@ -1,15 +1,21 @@
 //! The deployment's regions as the router uses them: names, Snowflake region ids, parsed
 //! endpoint URLs, and the order in which reads fall back when the local node is down.
 
-use reqwest::Url;
+use axum::http::HeaderValue;
+use url::Url;
 
 use wire::ConfigError;
 
 use crate::config::{parse_base_url, Config};
+use crate::metrics::RegionName;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Region {
     pub name: String,
+    /// The name as a header value (`X-Home-Region`, `X-Client-Region`), made once.
+    pub name_header: HeaderValue,
+    /// The name as a metric label, made once.
+    pub label: RegionName,
     pub id: u8,
     pub node: Url,
     pub router: Url,
@@ -30,6 +36,9 @@ impl Regions {
         for r in &config.regions {
             list.push(Region {
                 name: r.name.clone(),
+                name_header: HeaderValue::from_str(&r.name)
+                    .map_err(|_| invalid(format!("region name {:?} is not header-safe", r.name)))?,
+                label: RegionName::new(&r.name),
                 id: r.id,
                 node: parse_base_url(&r.node).map_err(invalid)?,
                 router: parse_base_url(&r.router).map_err(invalid)?,

@@ -7,111 +7,105 @@ use axum::body::{Body, Bytes};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::Response;
+use hyper::body::Incoming;
 
 use crate::headers::X_READ_FALLBACK;
 use crate::upstream::hygiene::remove_response_hop_headers;
 use crate::upstream::request::Upstream;
 
-/// An upstream's answer, on its way back to the client.
-pub struct Answer {
+/// An upstream's answer, on its way back to the client. It borrows region names from the
+/// router's region table, which outlives every request.
+pub struct Answer<'a> {
     pub status: StatusCode,
     pub headers: HeaderMap,
     body: AnswerBody,
     /// The region that answered.
-    pub region: String,
+    pub region: &'a str,
     /// Time across the upstream call, retries included (up to the headers, for streams).
     pub upstream_time: Duration,
     /// Set when a read was served by another region: the region it should have come from.
-    pub fallback_from: Option<String>,
+    pub fallback_from: Option<&'a str>,
 }
 
 enum AnswerBody {
     Full(Bytes),
     /// Server-Sent Events: passed on as they come, with no overall deadline.
-    Stream(reqwest::Response),
+    Stream(Incoming),
 }
 
-/// Where the router measured its upstream time; read by the `Server-Timing` middleware.
-#[derive(Clone, Debug)]
-pub struct UpstreamTiming {
-    pub region: String,
+/// Where the router measured its upstream time, for `Server-Timing`.
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamTiming<'a> {
+    pub region: &'a str,
     pub duration: Duration,
 }
 
-impl Answer {
+impl<'a> Answer<'a> {
     /// An answer read whole.
     pub fn full(
-        upstream: Upstream<'_>,
+        upstream: Upstream<'a>,
         status: StatusCode,
         headers: HeaderMap,
         body: Bytes,
-    ) -> Answer {
+    ) -> Answer<'a> {
         Answer::new(upstream, status, headers, AnswerBody::Full(body))
     }
 
     /// An answer whose body is passed on as it arrives.
-    pub fn streamed(upstream: Upstream<'_>, response: reqwest::Response) -> Answer {
-        let status = response.status();
-        let headers = response.headers().clone();
-        Answer::new(upstream, status, headers, AnswerBody::Stream(response))
+    pub fn streamed(
+        upstream: Upstream<'a>,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Incoming,
+    ) -> Answer<'a> {
+        Answer::new(upstream, status, headers, AnswerBody::Stream(body))
     }
 
     fn new(
-        upstream: Upstream<'_>,
+        upstream: Upstream<'a>,
         status: StatusCode,
         headers: HeaderMap,
         body: AnswerBody,
-    ) -> Answer {
+    ) -> Answer<'a> {
         Answer {
             status,
             headers,
             body,
-            region: upstream.region.to_owned(),
+            region: upstream.region,
             upstream_time: Duration::ZERO,
             fallback_from: None,
         }
     }
 
     /// The client's response: the upstream's status, headers (minus hop-by-hop ones) and body,
-    /// plus `X-Read-Fallback` when another region served a read.
-    pub fn into_response(self) -> Response {
+    /// plus `X-Read-Fallback` when another region served a read; and the upstream's timing.
+    pub fn into_response(self) -> (Response, UpstreamTiming<'a>) {
         let mut headers = self.headers;
         remove_response_hop_headers(&mut headers);
+        // Room for the router's own answer headers (home region, key, ids, timing, fallback).
+        headers.reserve(6);
         let body = match self.body {
             AnswerBody::Full(bytes) => Body::from(bytes),
-            AnswerBody::Stream(response) => {
+            AnswerBody::Stream(body) => {
                 headers.remove(header::CONTENT_LENGTH);
-                Body::from_stream(chunks(response))
+                // Frames pass through as they come; an upstream error ends the stream.
+                Body::new(body)
             }
         };
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
         *response.headers_mut() = headers;
-        if let Some(from) = &self.fallback_from {
+        if let Some(from) = self.fallback_from {
             if let Ok(v) = HeaderValue::from_str(&format!("{from} -> {}", self.region)) {
                 response.headers_mut().insert(X_READ_FALLBACK, v);
             }
         }
-        response.extensions_mut().insert(UpstreamTiming {
+        let timing = UpstreamTiming {
             region: self.region,
             duration: self.upstream_time,
-        });
-        response
+        };
+        (response, timing)
     }
-}
-
-/// The response body as a stream of chunks, ending after the first error.
-fn chunks(
-    response: reqwest::Response,
-) -> impl futures::Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static {
-    futures::stream::unfold(Some(response), |state| async move {
-        let mut response = state?;
-        match response.chunk().await {
-            Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
-        }
-    })
 }
 
 /// Whether an answer is a Server-Sent Events stream (to be passed on unbuffered).

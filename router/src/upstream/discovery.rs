@@ -7,25 +7,30 @@
 //! Keep-alive pools and DNS pull in opposite directions: a pooled connection to the old address
 //! would keep carrying traffic long after the record changed, since a busy connection never
 //! idles out. So the forwarder *pins* each request to a resolved address ([`Discovery::pin`]):
-//! the URL names the IP (the `Host` header keeps the name), which keys reqwest's pool by
+//! the URI names the IP (the `Host` header keeps the name), which keys the client's pool by
 //! address. Once the TTL has run out and the name resolves elsewhere, new requests use (and
-//! pool) connections to the new address at once; the old ones just idle out. The
-//! [`reqwest::dns::Resolve`] implementation serves any URL that reaches reqwest with a name
-//! (the client is built with it), so nothing bypasses the configured nameserver.
+//! pool) connections to the new address at once; the old ones just idle out. `Discovery` is
+//! also the resolver of the client's connector (a `tower` service of names), so a URI that
+//! reaches it with a name still asks the configured nameserver: nothing bypasses it.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderValue;
+use axum::body::Bytes;
+use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::{HeaderValue, Uri};
 use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::Url;
+use hyper_util::client::legacy::connect::dns::Name;
+use url::{Host, Url};
 
 use crate::config::DnsConfig;
 
@@ -66,10 +71,10 @@ pub enum DiscoveryError {
     NoAddress(String),
 }
 
-/// A request URL pinned to one address of its host.
+/// A request URI pinned to one address of its host.
 #[derive(Clone, Debug)]
 pub struct Pinned {
-    pub url: Url,
+    pub uri: Uri,
     /// The original `host[:port]`, for the `Host` header; `None` when the URL already named an
     /// address.
     pub host: Option<HeaderValue>,
@@ -111,7 +116,10 @@ impl Discovery {
                 return Ok(entry.addrs.clone());
             }
         }
-        let fresh = match tokio::time::timeout(self.inner.timeout, self.fresh(host)).await {
+        // Boxed: the resolver's future is large, and without the box every request's future
+        // would carry its room (and have it allocated and copied) to use it once per TTL.
+        let fresh = Box::pin(tokio::time::timeout(self.inner.timeout, self.fresh(host)));
+        let fresh = match fresh.await {
             Ok(result) => result,
             Err(_) => Err(DiscoveryError::Timeout(host.to_owned())),
         };
@@ -175,32 +183,37 @@ impl Discovery {
         })
     }
 
-    /// `base` joined with `path` and `query`, with its host replaced by one of its current
-    /// addresses, so the connection pool is keyed by address (see the module docs).
+    /// `base` joined with `path_and_query`, with its host replaced by one of its current
+    /// addresses, so the connection pool is keyed by address (see the module docs). The path
+    /// and query go upstream exactly as the client sent them.
     pub async fn pin(
         &self,
         base: &Url,
-        path: &str,
-        query: Option<&str>,
+        path_and_query: PathAndQuery,
     ) -> Result<Pinned, DiscoveryError> {
-        let mut url = base.clone();
-        url.set_path(path);
-        url.set_query(query);
-        let Some(name) = base.domain() else {
-            return Ok(Pinned { url, host: None });
+        let (ip, host) = match base.host() {
+            Some(Host::Ipv4(ip)) => (IpAddr::V4(ip), None),
+            Some(Host::Ipv6(ip)) => (IpAddr::V6(ip), None),
+            Some(Host::Domain(name)) => {
+                let addrs = self.lookup(name).await?;
+                let authority = match base.port() {
+                    Some(port) => format!("{name}:{port}"),
+                    None => name.to_owned(),
+                };
+                (addrs[0], HeaderValue::from_str(&authority).ok())
+            }
+            None => return Err(DiscoveryError::NoAddress(base.to_string())),
         };
-        let addrs = self.lookup(name).await?;
-        let ip = addrs[0];
-        // `set_ip_host` only fails for URLs that cannot have a host; ours are http URLs.
-        let _ = url.set_ip_host(ip);
-        let authority = match base.port() {
-            Some(port) => format!("{name}:{port}"),
-            None => name.to_owned(),
-        };
-        Ok(Pinned {
-            url,
-            host: HeaderValue::from_str(&authority).ok(),
-        })
+        let port = base.port_or_known_default().unwrap_or(80);
+        let address = SocketAddr::new(ip, port).to_string();
+        let mut parts = axum::http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        // An address and a port always make an authority, and with a scheme and a path a URI.
+        parts.authority = Authority::from_maybe_shared(Bytes::from(address)).ok();
+        parts.path_and_query = Some(path_and_query);
+        let uri =
+            Uri::from_parts(parts).map_err(|_| DiscoveryError::NoAddress(base.to_string()))?;
+        Ok(Pinned { uri, host })
     }
 }
 
@@ -235,14 +248,24 @@ fn hickory(
     Ok(builder.build()?)
 }
 
-impl Resolve for Discovery {
-    fn resolve(&self, name: Name) -> Resolving {
+/// The resolver of the client's connector. `pin` puts an address in every URI, which the
+/// connector uses as it is; a name that reaches it anyway is looked up here, never elsewhere.
+impl tower_service::Service<Name> for Discovery {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = DiscoveryError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, DiscoveryError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), DiscoveryError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
         let discovery = self.clone();
         Box::pin(async move {
             let addrs = discovery.lookup(name.as_str()).await?;
-            // Port 0: reqwest puts in the URL's port.
+            // Port 0: the connector puts in the URI's port.
             let addrs: Vec<SocketAddr> = addrs.iter().map(|ip| SocketAddr::new(*ip, 0)).collect();
-            Ok(Box::new(addrs.into_iter()) as Addrs)
+            Ok(addrs.into_iter())
         })
     }
 }
@@ -255,27 +278,29 @@ mod tests {
     async fn ip_literals_are_pinned_as_they_are() {
         let d = Discovery::new(&DnsConfig::default()).unwrap();
         let base = Url::parse("http://127.0.0.1:9081").unwrap();
-        let pinned = d
-            .pin(&base, "/api/v1/events", Some("limit=5"))
-            .await
-            .unwrap();
+        let path = PathAndQuery::from_static("/api/v1/events?limit=5");
+        let pinned = d.pin(&base, path).await.unwrap();
         assert_eq!(
-            pinned.url.as_str(),
+            pinned.uri.to_string(),
             "http://127.0.0.1:9081/api/v1/events?limit=5"
         );
         assert!(pinned.host.is_none());
         let v6 = Url::parse("http://[::1]:9081").unwrap();
-        let pinned = d.pin(&v6, "/x", None).await.unwrap();
-        assert_eq!(pinned.url.as_str(), "http://[::1]:9081/x");
+        let pinned = d.pin(&v6, PathAndQuery::from_static("/x")).await.unwrap();
+        assert_eq!(pinned.uri.to_string(), "http://[::1]:9081/x");
     }
 
     #[tokio::test]
     async fn system_names_are_pinned_to_an_address_with_the_name_as_host() {
         let d = Discovery::new(&DnsConfig::default()).unwrap();
         let base = Url::parse("http://localhost:9081").unwrap();
-        let pinned = d.pin(&base, "/healthz", None).await.unwrap();
-        assert!(pinned.url.domain().is_none(), "{}", pinned.url);
-        assert_eq!(pinned.url.port(), Some(9081));
+        let pinned = d
+            .pin(&base, PathAndQuery::from_static("/healthz"))
+            .await
+            .unwrap();
+        let host = pinned.uri.host().unwrap();
+        assert!(host.parse::<IpAddr>().is_ok(), "{}", pinned.uri);
+        assert_eq!(pinned.uri.port_u16(), Some(9081));
         assert_eq!(pinned.host.unwrap(), "localhost:9081");
     }
 }

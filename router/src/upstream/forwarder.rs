@@ -4,11 +4,14 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::{header, Method, StatusCode};
-use reqwest::{RequestBuilder, Url};
+use axum::body::Bytes;
+use axum::http::uri::PathAndQuery;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
 
 use crate::config::Config;
 use crate::error::RouterError;
@@ -16,9 +19,19 @@ use crate::metrics::{FallbackLabels, Metrics, RegionLabels, UpstreamLabels};
 use crate::routing::plan::Via;
 use crate::routing::regions::{Region, Regions};
 use crate::upstream::answer::{is_event_stream, Answer};
-use crate::upstream::discovery::{Discovery, DiscoveryError};
+use crate::upstream::client::{http_client, HttpClient, OutgoingBody};
+use crate::upstream::discovery::{Discovery, Pinned};
 use crate::upstream::liveness::Liveness;
 use crate::upstream::request::{Outgoing, Upstream};
+
+/// Where a request goes upstream.
+#[derive(Clone, Copy, Debug)]
+pub enum Destination<'a> {
+    /// The own region's node, else the fallback regions' nodes.
+    Read,
+    /// The home region only, straight to its node or through its router.
+    Write { home: &'a Region, via: Via },
+}
 
 /// Why an upstream call produced no answer.
 #[derive(Debug)]
@@ -35,11 +48,11 @@ enum AttemptError {
     /// The request never left (DNS, connect): re-sending it now cannot help.
     NotSent(String),
     /// The connection broke after the request was sent: it may have arrived.
-    Broken(reqwest::Error),
+    Broken(Box<dyn StdError + Send + Sync>),
 }
 
 pub struct Forwarder {
-    client: reqwest::Client,
+    client: HttpClient,
     discovery: Discovery,
     request_timeout: Duration,
     unreachable: Duration,
@@ -50,27 +63,13 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// One HTTP/1.1 client for all upstreams: its pool keeps connections to each peer alive, so
-    /// a write costs one WAN round trip, not a handshake too. Redirects and reqwest's own
-    /// retries are off: the router passes answers through and decides retries itself.
     pub fn new(
         config: &Config,
         discovery: Discovery,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Forwarder> {
         let t = &config.timeouts;
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(discovery.clone()))
-            .connect_timeout(config.connect_timeout())
-            .pool_idle_timeout(Duration::from_millis(config.upstream.pool_idle_timeout_ms))
-            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-            .http1_only()
-            .tcp_nodelay(true)
-            .tcp_keepalive(Duration::from_secs(30))
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .build()?;
+        let client = http_client(config, discovery.clone());
         Ok(Forwarder {
             client,
             discovery,
@@ -83,29 +82,73 @@ impl Forwarder {
         })
     }
 
-    /// A read: the own region's node, then the fallback regions' nodes, each tried only if the
-    /// previous one was unreachable. An HTTP answer (even an error) is final.
-    pub async fn read(&self, regions: &Regions, out: &Outgoing) -> Result<Answer, RouterError> {
-        let own = regions.own();
-        let mut order: Vec<&Region> = regions.read_order().collect();
-        // Regions that just failed go last: no point waiting for them again first.
-        order.sort_by_key(|r| self.liveness.is_down(&r.node));
+    /// Forwards `out` to `destination`. A read goes to the own region's node, then the
+    /// fallback regions' nodes, each tried only if the previous one was unreachable (regions
+    /// that just failed go last: no point waiting for them again first); an HTTP answer, even
+    /// an error, is final. A write goes to its home region only: when that is unreachable the
+    /// answer is `503`, and the write is not offered to anyone else.
+    ///
+    /// One upstream call site for both kinds, so every request's future has room for one call,
+    /// not one per kind (the compiler does not overlap them).
+    pub async fn forward<'a>(
+        &self,
+        regions: &'a Regions,
+        destination: Destination<'a>,
+        out: &Outgoing,
+    ) -> Result<Answer<'a>, RouterError> {
+        let read = matches!(destination, Destination::Read);
+        let (steps, down) = match destination {
+            Destination::Write { .. } => (1, 0),
+            Destination::Read => {
+                // Which regions count as down, taken once: first the others in read order,
+                // then these (a region is at most the 31st: ids are 1..=31).
+                let down = regions
+                    .read_order()
+                    .enumerate()
+                    .filter(|(_, r)| self.liveness.is_down(&r.node))
+                    .fold(0u32, |mask, (i, _)| mask | 1 << i);
+                (2 * regions.read_order().count(), down)
+            }
+        };
         let mut failures = Vec::new();
-        for region in order {
-            match self.call(Upstream::node(region), out, true).await {
+        for step in 0..steps {
+            let upstream = match destination {
+                Destination::Write { home, via } => match via {
+                    Via::LocalNode => Upstream::node(home),
+                    Via::PeerRouter => Upstream::router(home),
+                },
+                Destination::Read => {
+                    let (pass, i) = (step / (steps / 2), step % (steps / 2));
+                    if (down >> i & 1 == 1) != (pass == 1) {
+                        continue;
+                    }
+                    match regions.read_order().nth(i) {
+                        Some(region) => Upstream::node(region),
+                        None => continue,
+                    }
+                }
+            };
+            match self.call(upstream, out, read).await {
                 Ok(mut answer) => {
-                    if region.name != own.name {
-                        self.record_fallback(own, region);
-                        answer.fallback_from = Some(own.name.clone());
+                    let own = regions.own();
+                    if read && upstream.region != own.name {
+                        self.record_fallback(&own.name, upstream.region);
+                        answer.fallback_from = Some(&own.name);
                     }
                     return Ok(answer);
                 }
+                Err(CallError::Unreachable(detail)) if read => {
+                    failures.push(format!("{}: {detail}", upstream.region));
+                }
                 Err(CallError::Unreachable(detail)) => {
-                    failures.push(format!("{}: {detail}", region.name));
+                    return Err(RouterError::HomeRegionUnreachable {
+                        region: upstream.region.to_owned(),
+                        detail,
+                    })
                 }
                 Err(CallError::Timeout) => {
                     return Err(RouterError::UpstreamTimeout {
-                        region: region.name.clone(),
+                        region: upstream.region.to_owned(),
                     })
                 }
             }
@@ -115,57 +158,30 @@ impl Forwarder {
         })
     }
 
-    fn record_fallback(&self, own: &Region, served_by: &Region) {
+    fn record_fallback(&self, own: &str, served_by: &str) {
         self.metrics
             .read_fallbacks
             .get_or_create(&FallbackLabels {
-                from: own.name.clone(),
-                to: served_by.name.clone(),
+                from: own.to_owned(),
+                to: served_by.to_owned(),
             })
             .inc();
-        tracing::debug!(from = %own.name, to = %served_by.name, "read fallback");
-    }
-
-    /// A write: to its home region only. When that is unreachable the answer is `503`, and the
-    /// write is not offered to anyone else.
-    pub async fn write(
-        &self,
-        home: &Region,
-        via: Via,
-        out: &Outgoing,
-    ) -> Result<Answer, RouterError> {
-        let upstream = match via {
-            Via::LocalNode => Upstream::node(home),
-            Via::PeerRouter => Upstream::router(home),
-        };
-        match self.call(upstream, out, false).await {
-            Ok(answer) => Ok(answer),
-            Err(CallError::Unreachable(detail)) => Err(RouterError::HomeRegionUnreachable {
-                region: home.name.clone(),
-                detail,
-            }),
-            Err(CallError::Timeout) => Err(RouterError::UpstreamTimeout {
-                region: home.name.clone(),
-            }),
-        }
+        tracing::debug!(from = %own, to = %served_by, "read fallback");
     }
 
     /// One upstream call with the retry and liveness rules of the `upstream` module docs.
     /// `stream_events`: pass a Server-Sent Events answer on as it comes.
-    pub async fn call(
+    pub async fn call<'a>(
         &self,
-        upstream: Upstream<'_>,
+        upstream: Upstream<'a>,
         out: &Outgoing,
         stream_events: bool,
-    ) -> Result<Answer, CallError> {
+    ) -> Result<Answer<'a>, CallError> {
         let start = Instant::now();
-        let attempts = self.attempts(upstream, out, stream_events);
-        let result = tokio::time::timeout(
-            self.request_timeout,
-            self.unless_lifeless(upstream, start, attempts),
-        )
-        .await
-        .unwrap_or(Err(CallError::Timeout));
+        // Pinned here and lent: moved into the deadlines' future, it would take its room twice
+        // there (argument and pinned local), in every request's future.
+        let attempts = std::pin::pin!(self.attempts(upstream, out, stream_events));
+        let result = self.within_deadlines(upstream, start, attempts).await;
         self.record_outcome(upstream, &result, start);
         result.map(|mut answer| {
             answer.upstream_time = start.elapsed();
@@ -173,26 +189,42 @@ impl Forwarder {
         })
     }
 
-    /// `attempts`, cut short as unreachable when the upstream has shown no sign of life since
-    /// `start` by the time a liveness probe would still fit in `unreachable_ms`.
-    async fn unless_lifeless(
+    /// `attempts`, bounded by `request_ms`, and cut short as unreachable when the upstream has
+    /// shown no sign of life since `start` by the time a liveness probe would still fit in
+    /// `unreachable_ms`. One timer serves both deadlines, re-armed for the second: a call
+    /// answered in time (nearly all) registers one timer, not two.
+    async fn within_deadlines<'a>(
         &self,
         upstream: Upstream<'_>,
         start: Instant,
-        attempts: impl Future<Output = Result<Answer, CallError>>,
-    ) -> Result<Answer, CallError> {
-        // Finishes only if the upstream shows no sign of life in time.
+        mut attempts: Pin<&mut impl Future<Output = Result<Answer<'a>, CallError>>>,
+    ) -> Result<Answer<'a>, CallError> {
+        let start_at = tokio::time::Instant::from_std(start);
+        let give_up = start_at + self.request_timeout;
+        let look_for_life = start_at + self.unreachable.saturating_sub(self.probe_timeout);
+        let timer = tokio::time::sleep_until(look_for_life.min(give_up));
+        tokio::pin!(timer);
+        tokio::select! {
+            result = &mut attempts => return result,
+            () = &mut timer => {}
+        }
+        if look_for_life >= give_up {
+            return Err(CallError::Timeout);
+        }
+        timer.as_mut().reset(give_up);
+        // Finishes only if the upstream shows no sign of life in time. Boxed, as it is rarely
+        // needed: its room would otherwise be in every call's future.
         let watchdog = async {
-            tokio::time::sleep(self.unreachable.saturating_sub(self.probe_timeout)).await;
-            if self.alive_since(upstream, start).await {
+            if Box::pin(self.alive_since(upstream, start)).await {
                 std::future::pending::<()>().await;
             }
         };
         tokio::select! {
-            result = attempts => result,
+            result = &mut attempts => result,
             () = watchdog => Err(CallError::Unreachable(
                 "no answer, and no answer to a liveness probe".into(),
             )),
+            () = &mut timer => Err(CallError::Timeout),
         }
     }
 
@@ -200,7 +232,7 @@ impl Forwarder {
     fn record_outcome(
         &self,
         upstream: Upstream<'_>,
-        result: &Result<Answer, CallError>,
+        result: &Result<Answer<'_>, CallError>,
         start: Instant,
     ) {
         let outcome = match result {
@@ -211,7 +243,7 @@ impl Forwarder {
         self.metrics
             .upstream_calls
             .get_or_create(&UpstreamLabels {
-                region: upstream.region.to_owned(),
+                region: upstream.label.clone(),
                 upstream: upstream.kind_label(),
                 outcome,
             })
@@ -233,12 +265,12 @@ impl Forwarder {
     }
 
     /// Sends `out` until it gets an answer, re-sending only after a broken connection.
-    async fn attempts(
+    async fn attempts<'a>(
         &self,
-        upstream: Upstream<'_>,
+        upstream: Upstream<'a>,
         out: &Outgoing,
         stream_events: bool,
-    ) -> Result<Answer, CallError> {
+    ) -> Result<Answer<'a>, CallError> {
         let mut attempt = 0;
         loop {
             let broken = match self.attempt(upstream, out, stream_events).await {
@@ -250,71 +282,50 @@ impl Forwarder {
             if attempt > self.retries {
                 return Err(CallError::Unreachable(format!(
                     "connection broke on all {attempt} attempts: {}",
-                    describe(&broken)
+                    describe(broken.as_ref())
                 )));
             }
             self.metrics
                 .retries
                 .get_or_create(&region_label(upstream))
                 .inc();
-            tracing::warn!(%upstream, attempt, error = %describe(&broken), "connection broke; re-sending");
+            tracing::warn!(%upstream, attempt, error = %describe(broken.as_ref()), "connection broke; re-sending");
         }
     }
 
     /// Sends `out` once and reads the answer (only its head, for an event stream).
-    async fn attempt(
+    async fn attempt<'a>(
         &self,
-        upstream: Upstream<'_>,
+        upstream: Upstream<'a>,
         out: &Outgoing,
         stream_events: bool,
-    ) -> Result<Answer, AttemptError> {
-        let mut request = self
-            .pinned_request(
-                out.method.clone(),
-                upstream.base,
-                &out.path,
-                out.query.as_deref(),
-            )
+    ) -> Result<Answer<'a>, AttemptError> {
+        let pinned = self
+            .discovery
+            .pin(upstream.base, out.path_and_query.clone())
             .await
-            .map_err(|e| AttemptError::NotSent(e.to_string()))?
-            .headers(out.headers.clone());
-        if !out.body.is_empty() {
-            request = request.body(out.body.clone());
-        }
-        let response = request.send().await.map_err(|e| {
+            .map_err(|e| AttemptError::NotSent(e.to_string()))?;
+        let request = pinned_request(pinned, out.method.clone(), &out.headers, out.body.clone());
+        let response = self.client.request(request).await.map_err(|e| {
             if e.is_connect() {
                 AttemptError::NotSent(format!("cannot connect: {}", describe(&e)))
             } else {
-                AttemptError::Broken(e)
+                AttemptError::Broken(e.into())
             }
         })?;
         self.liveness.record_answer(upstream.base);
-        if stream_events && is_event_stream(response.headers()) {
-            return Ok(Answer::streamed(upstream, response));
+        let (head, body) = response.into_parts();
+        if stream_events && is_event_stream(&head.headers) {
+            return Ok(Answer::streamed(upstream, head.status, head.headers, body));
         }
-        let status = response.status();
-        let headers = response.headers().clone();
         // An answer that broke off: the request did arrive, and re-sending it with the same
         // Idempotency-Key returns the first result.
-        let body = response.bytes().await.map_err(AttemptError::Broken)?;
-        Ok(Answer::full(upstream, status, headers, body))
-    }
-
-    /// A request for `path` on `base`, pinned to one of its current addresses with the name
-    /// kept in `Host` (see `discovery`).
-    async fn pinned_request(
-        &self,
-        method: Method,
-        base: &Url,
-        path: &str,
-        query: Option<&str>,
-    ) -> Result<RequestBuilder, DiscoveryError> {
-        let pinned = self.discovery.pin(base, path, query).await?;
-        let mut request = self.client.request(method, pinned.url);
-        if let Some(host) = pinned.host {
-            request = request.header(header::HOST, host);
-        }
-        Ok(request)
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| AttemptError::Broken(e.into()))?
+            .to_bytes();
+        Ok(Answer::full(upstream, head.status, head.headers, body))
     }
 
     /// `GET path` on the upstream with its own deadline; the status if it answered at all. The
@@ -322,18 +333,17 @@ impl Forwarder {
     pub async fn probe(
         &self,
         upstream: Upstream<'_>,
-        path: &str,
+        path: &'static str,
         timeout: Duration,
     ) -> Option<StatusCode> {
         let probe = async {
-            let request = self
-                .pinned_request(Method::GET, upstream.base, path, None)
-                .await
-                .ok()?;
-            let response = request.send().await.ok()?;
+            let path = PathAndQuery::from_static(path);
+            let pinned = self.discovery.pin(upstream.base, path).await.ok()?;
+            let request = pinned_request(pinned, Method::GET, &HeaderMap::new(), Bytes::new());
+            let response = self.client.request(request).await.ok()?;
             self.liveness.record_answer(upstream.base);
             let status = response.status();
-            let _ = response.bytes().await;
+            let _ = response.into_body().collect().await;
             Some(status)
         };
         tokio::time::timeout(timeout, probe).await.ok().flatten()
@@ -366,13 +376,41 @@ impl Forwarder {
     }
 }
 
+/// A request with `headers` to the address `pinned` names, with the name kept in `Host` (see
+/// `discovery`). Built after the address is known, so the request's parts are not held across
+/// the lookup.
+///
+/// The headers are copied into a map with room to spare, not cloned: hyper reuses a request's
+/// map for its answer, to which the router then adds its own headers, and a clone (exactly as
+/// large as its original) grew twice on the way, rehashing and copying each time.
+fn pinned_request(
+    pinned: Pinned,
+    method: Method,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Request<OutgoingBody> {
+    let mut copy = HeaderMap::with_capacity(headers.len() + 8);
+    for (name, value) in headers {
+        copy.append(name.clone(), value.clone());
+    }
+    if let Some(host) = pinned.host {
+        copy.insert(header::HOST, host);
+    }
+    let headers = copy;
+    let mut request = Request::new(OutgoingBody::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = pinned.uri;
+    *request.headers_mut() = headers;
+    request
+}
+
 fn region_label(upstream: Upstream<'_>) -> RegionLabels {
     RegionLabels {
-        region: upstream.region.to_owned(),
+        region: upstream.label.clone(),
     }
 }
 
-/// An error and its causes on one line (reqwest's own message omits the cause).
+/// An error and its causes on one line (hyper's own message omits the cause).
 fn describe(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -1,8 +1,10 @@
 //! The header hygiene of a proxy: hop-by-hop headers stay on their own hop, in both directions,
 //! and requests go upstream with `X-Forwarded-For` extended and the router's client region.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use axum::body::Bytes;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::headers::{
@@ -37,20 +39,26 @@ const RESPONSE_HEADERS_NOT_FORWARDED: [HeaderName; 7] = [
 ];
 
 /// The headers to send upstream: the client's, minus hop-by-hop ones, plus `X-Forwarded-For`
-/// and the client region the router decided on (replacing any the client sent).
-pub fn outgoing_headers(incoming: &HeaderMap, peer: IpAddr, client_region: &str) -> HeaderMap {
-    let mut headers = incoming.clone();
+/// and the client region the router decided on (replacing any the client sent). Made in place:
+/// the incoming request is not needed again.
+pub fn outgoing_headers(
+    mut headers: HeaderMap,
+    peer: IpAddr,
+    client_region: Option<&HeaderValue>,
+) -> HeaderMap {
     remove_connection_headers(&mut headers, &REQUEST_HEADERS_NOT_FORWARDED);
-    let peer = peer.to_canonical().to_string();
-    let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {peer}"),
-        None => peer,
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    let mut forwarded = String::with_capacity(48);
+    if let Some(earlier) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        forwarded.push_str(earlier);
+        forwarded.push_str(", ");
+    }
+    // Writing into a String cannot fail.
+    let _ = write!(forwarded, "{}", peer.to_canonical());
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(forwarded)) {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    if let Ok(v) = HeaderValue::from_str(client_region) {
-        headers.insert(X_CLIENT_REGION, v);
+    if let Some(region) = client_region {
+        headers.insert(X_CLIENT_REGION, region.clone());
     }
     headers
 }
@@ -96,7 +104,8 @@ mod tests {
         h.insert(X_ROUTER_HOP, HeaderValue::from_static("eu-west/router-1"));
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
-        let out = outgoing_headers(&h, "::ffff:10.0.0.1".parse().unwrap(), "us-east");
+        let us_east = HeaderValue::from_static("us-east");
+        let out = outgoing_headers(h, "::ffff:10.0.0.1".parse().unwrap(), Some(&us_east));
         for gone in [
             header::CONNECTION,
             secret,

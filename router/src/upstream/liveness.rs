@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use reqwest::Url;
+use url::Url;
 
 pub struct Liveness {
     down_for: Duration,
@@ -79,7 +79,14 @@ struct Stamps(Mutex<HashMap<String, Instant>>);
 
 impl Stamps {
     fn set(&self, base: &Url, at: Instant) {
-        lock(&self.0).insert(base.as_str().to_owned(), at);
+        // Called on every answer: the key is copied only the first time.
+        let mut stamps = lock(&self.0);
+        match stamps.get_mut(base.as_str()) {
+            Some(stamp) => *stamp = at,
+            None => {
+                stamps.insert(base.as_str().to_owned(), at);
+            }
+        }
     }
 
     fn clear(&self, base: &Url) {

@@ -16,6 +16,7 @@
 //!   request may take up to `request_ms`, then `504`.
 
 pub mod answer;
+pub mod client;
 pub mod discovery;
 pub mod forwarder;
 pub mod hygiene;

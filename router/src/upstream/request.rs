@@ -4,15 +4,18 @@
 use std::fmt;
 
 use axum::body::Bytes;
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, Method};
-use reqwest::Url;
+use url::Url;
 
+use crate::metrics::RegionName;
 use crate::routing::regions::Region;
 
 /// One upstream: a region's node or its router.
 #[derive(Clone, Copy)]
 pub struct Upstream<'a> {
     pub region: &'a str,
+    pub label: &'a RegionName,
     pub base: &'a Url,
     pub kind: UpstreamKind,
 }
@@ -27,6 +30,7 @@ impl<'a> Upstream<'a> {
     pub fn node(region: &'a Region) -> Upstream<'a> {
         Upstream {
             region: &region.name,
+            label: &region.label,
             base: &region.node,
             kind: UpstreamKind::Node,
         }
@@ -35,6 +39,7 @@ impl<'a> Upstream<'a> {
     pub fn router(region: &'a Region) -> Upstream<'a> {
         Upstream {
             region: &region.name,
+            label: &region.label,
             base: &region.router,
             kind: UpstreamKind::Router,
         }
@@ -58,8 +63,8 @@ impl fmt::Display for Upstream<'_> {
 /// A request as it will be sent upstream (headers already cleaned and completed).
 pub struct Outgoing {
     pub method: Method,
-    pub path: String,
-    pub query: Option<String>,
+    /// As the client sent it: a proxy passes the request target on unchanged.
+    pub path_and_query: PathAndQuery,
     pub headers: HeaderMap,
     pub body: Bytes,
 }

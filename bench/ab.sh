@@ -1,19 +1,36 @@
 #!/usr/bin/env bash
-# A/B of hot-event reserves through the router: two builds, alternated in one run on this
-# machine, so that a change's effect is measured against the same noise.
-#   bench/ab-hot.sh BEFORE_BIN_DIR AFTER_BIN_DIR [ROUNDS]
+# A/B of one workload through the router: two builds, alternated in one run on this machine,
+# so that a change's effect is measured against the same noise.
+#   bench/ab.sh WORKLOAD BEFORE_BIN_DIR AFTER_BIN_DIR [ROUNDS]
+# WORKLOAD:
+#   reads     cached availability reads of one event (the node answers from its cache),
+#             USERS (128) users, closed loop;
+#   reserves  hot-event reserves, USERS (256) users reserving 1 GA of a 200,000-ticket event.
 # Each BIN_DIR holds a release `devcluster` and `loadgen`. Per round and build: a fresh
-# one-region cluster, 256 users reserving 1 GA of a 200,000-ticket event for DURATION (15s),
-# then the cluster is stopped. loadgen reports the CPU per request of router, node, PostgreSQL,
-# devcluster and itself over the steady window (from 1 s into the load to its end).
-# Prints each run and the medians, with after/before ratios. Raw reports in $OUT (a temp dir).
+# one-region cluster, the load for DURATION (15s), then the cluster is stopped. loadgen reports
+# the CPU per request of router, node, PostgreSQL, devcluster and itself over the steady window
+# (from 1 s into the load to its end). Prints each run and the medians, with after/before
+# ratios. Raw reports in $OUT (a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BEFORE=$1 AFTER=$2 ROUNDS=${3:-3}
+WORKLOAD=$1 BEFORE=$2 AFTER=$3 ROUNDS=${4:-3}
 DURATION=${DURATION:-15s}
-USERS=${USERS:-256}
 BASE_PORT=${BASE_PORT:-18900}
-OUT=${OUT:-$(mktemp -d /tmp/ab-hot-XXXXXX)}
+case "$WORKLOAD" in
+    reads)
+        USERS=${USERS:-128}
+        OP=availability
+        LOAD=(--scenario browse --reads availability --clients us-east)
+        ;;
+    reserves)
+        USERS=${USERS:-256}
+        OP=reserve
+        LOAD=(--scenario onsale --clients us-east --home us-east --tiers GA=200000
+              --quantity 1 --outcomes abandon=1)
+        ;;
+    *) echo "usage: $0 reads|reserves BEFORE_BIN_DIR AFTER_BIN_DIR [ROUNDS]" >&2; exit 2 ;;
+esac
+OUT=${OUT:-$(mktemp -d "/tmp/ab-$WORKLOAD-XXXXXX")}
 mkdir -p "$OUT"
 chmod 755 "$OUT"
 PID=
@@ -26,8 +43,7 @@ run() { # run LABEL BIN_DIR ROUND
     PID=$!
     for _ in $(seq 600); do [ -s "$dir/cluster.json" ] && break; sleep 0.1; done
     [ -s "$dir/cluster.json" ] || { echo "devcluster did not start"; cat "$OUT/$label-$round.log"; exit 1; }
-    "$bin/loadgen" run --cluster "$dir/cluster.json" --scenario onsale --clients us-east \
-        --home us-east --tiers GA=200000 --quantity 1 --outcomes abandon=1 \
+    "$bin/loadgen" run --cluster "$dir/cluster.json" "${LOAD[@]}" \
         --users "$USERS" --duration "$DURATION" --title "$label $round" \
         --json "$OUT/$label-$round.json" > "$OUT/$label-$round.loadgen.log" 2>&1 \
         || echo "($label $round: loadgen reported errors or a failed audit)"
@@ -39,18 +55,18 @@ for round in $(seq "$ROUNDS"); do
     run after "$AFTER" "$round"
 done
 
-# Medians and ratios of loadgen's figures: reserves/s, p50, p99, and CPU µs per request per
+# Medians and ratios of loadgen's figures: requests/s, p50, p99, and CPU µs per request per
 # process over each run's steady window (loadgen's `cpu`; a build whose loadgen predates it
 # shows none).
-python3 - "$OUT" "$ROUNDS" <<'PY'
+python3 - "$OUT" "$ROUNDS" "$OP" <<'PY'
 import json, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
+out, rounds, op = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 PROCESSES = ("router", "node", "postgres", "devcluster", "loadgen")
 rows = {}
 for label in ("before", "after"):
     for r in range(1, rounds + 1):
         report = json.load(open(f"{out}/{label}-{r}.json"))
-        row = next(x for x in report["rows"] if x["op"] == "reserve")
+        row = next(x for x in report["rows"] if x["op"] == op)
         cpu = report.get("cpu") or {"kinds": [], "total": {}}
         per_request = {k["process"]: k["usPerRequest"] for k in cpu["kinds"]}
         rows.setdefault(label, []).append({
