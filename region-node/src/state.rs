@@ -139,12 +139,11 @@ impl Node {
         self.readers.source(shard, after.lsn_for(&shard.name)).await
     }
 
-    /// After a write to `event_id` committed on `conn` (this node's primary): drops this node's
-    /// cached views of the event and returns the write's consistency token.
+    /// After a write to `event_id`'s tickets committed on `conn` (this node's primary): drops
+    /// this node's cached page and availability of the event and returns the write's
+    /// consistency token (which also makes the event list skip cached pages older than it).
     pub async fn event_written(&self, conn: &mut PgConnection, event_id: i64) -> ApiResult<String> {
-        self.cache
-            .invalidate_event_views(event_id, self.region_id.get())
-            .await;
+        self.cache.invalidate_counts(event_id).await;
         token_after_write(conn, &self.config.region).await
     }
 }

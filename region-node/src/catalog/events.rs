@@ -2,6 +2,7 @@
 //! read in this region through the cache.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use id_gen::Id;
@@ -14,8 +15,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids::id_from_db;
 use crate::input::text;
 use crate::reads::answer::{self, ReadAnswer};
-use crate::reads::cache::{CacheKey, Lookup};
-use crate::reads::consistency::ReadAfter;
+use crate::reads::cache::{CacheKey, Cached, Lookup};
+use crate::reads::consistency::{Lsn, ReadAfter};
 use crate::state::Node;
 
 /// The longest page of the event list one request may ask for.
@@ -254,20 +255,25 @@ pub async fn create(node: &Node, new: NewEvent) -> ApiResult<EventView> {
 }
 
 /// One event with availability per tier, from this region's copy of its shard (cached).
-pub async fn get(node: &Node, id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer> {
-    let shard = node.shard_of(id)?;
-    let token = after.lsn_for(&shard.name);
+pub async fn get(node: &Arc<Node>, id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+    let token = after.lsn_for(&node.shard_of(id)?.name);
+    let loader = Arc::clone(node);
     let (entry, lookup) = node
         .cache
-        .get_or_load(CacheKey::Event(id.as_i64()), token, || async {
-            let source = node.read_source(shard, after).await?;
-            let (mut conn, lsn) = answer::snapshot(&source).await?;
-            let row = store::find_event(&mut conn, id).await?;
-            let tiers = store::availability(&mut *conn, &[row.id]).await?;
-            answer::entry(&EventView::new(row, &tiers)?, &source, lsn)
+        .get_or_load(CacheKey::Event(id.as_i64()), token, move || {
+            load_event(loader, id, token)
         })
         .await?;
     Ok(ReadAnswer::from_cached(&entry, lookup))
+}
+
+/// Reads one event's page for the cache, at least as new as `token`.
+async fn load_event(node: Arc<Node>, id: Id, token: Option<Lsn>) -> ApiResult<Cached> {
+    let source = node.readers.source(node.shard_of(id)?, token).await?;
+    let (mut conn, lsn) = answer::snapshot(&source).await?;
+    let row = store::find_event(&mut conn, id).await?;
+    let tiers = store::availability(&mut *conn, &[row.id]).await?;
+    answer::entry(&EventView::new(row, &tiers)?, &source, lsn)
 }
 
 /// A page of the events of every shard, soonest first, gathered in parallel from this region's
@@ -275,30 +281,24 @@ pub async fn get(node: &Node, id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer
 /// own first `limit` after the cursor, and the page is the first `limit` of them all. Costs
 /// O(events on the page) whatever the events' sizes. A shard that cannot be read at all is
 /// left out and named in `X-Missing-Shards`.
-pub async fn list(node: &Node, page: Page, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+pub async fn list(node: &Arc<Node>, page: Page, after: &ReadAfter) -> ApiResult<ReadAnswer> {
     let from = page.after.unwrap_or_else(Cursor::start);
-    let per_shard = node.readers.shards().map(|shard| async move {
+    let per_shard = node.readers.shards().map(|shard| {
         let token = after.lsn_for(&shard.name);
         let key =
             node.cache
                 .event_list_key(shard.region_id, page.after.map(|c| c.key()), page.limit);
-        let loaded = node
-            .cache
-            .get_or_load(key, token, || async {
-                let source = node.read_source(shard, after).await?;
-                let (mut conn, lsn) = answer::snapshot(&source).await?;
-                let rows =
-                    store::list_events(&mut conn, (from.starts_at, from.id), page.limit).await?;
-                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-                let tiers = store::availability(&mut *conn, &ids).await?;
-                let views = rows
-                    .into_iter()
-                    .map(|row| EventView::new(row, &tiers))
-                    .collect::<ApiResult<Vec<_>>>()?;
-                answer::entry(&views, &source, lsn)
-            })
-            .await;
-        (shard.name.clone(), loaded)
+        let loader = Arc::clone(node);
+        let region_id = shard.region_id;
+        async move {
+            let loaded = node
+                .cache
+                .get_or_load(key, token, move || {
+                    load_list_page(loader, region_id, from, page.limit, token)
+                })
+                .await;
+            (shard.name.clone(), loaded)
+        }
     });
     let mut parts: Vec<Vec<ListedEvent>> = Vec::new();
     let mut answer = ReadAnswer::gathering(Some(Lookup::Hit));
@@ -329,6 +329,30 @@ pub async fn list(node: &Node, page: Page, after: &ReadAfter) -> ApiResult<ReadA
         .into();
     answer.next_page = next.map(|c| format!("/api/v1/events?limit={}&after={c}", page.limit));
     Ok(answer)
+}
+
+/// Reads one shard's page of the event list for the cache, at least as new as `token`.
+async fn load_list_page(
+    node: Arc<Node>,
+    shard_region: u8,
+    from: Cursor,
+    limit: i64,
+    token: Option<Lsn>,
+) -> ApiResult<Cached> {
+    let shard = node
+        .readers
+        .shard_by_region(shard_region)
+        .ok_or(ApiError::Unavailable)?;
+    let source = node.readers.source(shard, token).await?;
+    let (mut conn, lsn) = answer::snapshot(&source).await?;
+    let rows = store::list_events(&mut conn, (from.starts_at, from.id), limit).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let tiers = store::availability(&mut *conn, &ids).await?;
+    let views = rows
+        .into_iter()
+        .map(|row| EventView::new(row, &tiers))
+        .collect::<ApiResult<Vec<_>>>()?;
+    answer::entry(&views, &source, lsn)
 }
 
 /// An event of a shard's page: its place in the list, and the rest of it as it was cached.

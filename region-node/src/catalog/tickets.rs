@@ -2,6 +2,7 @@
 //! ticket's lookup, read in this region.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use id_gen::Id;
@@ -13,8 +14,8 @@ use crate::catalog::store;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{ensure_home, id_from_db};
 use crate::reads::answer::{self, ReadAnswer};
-use crate::reads::cache::CacheKey;
-use crate::reads::consistency::ReadAfter;
+use crate::reads::cache::{CacheKey, Cached};
+use crate::reads::consistency::{Lsn, ReadAfter};
 use crate::state::Node;
 
 /// Most tickets one request may create; bigger on-sales take several requests.
@@ -131,29 +132,40 @@ pub struct Availability {
 }
 
 /// Tickets left per tier, in the seed's shape, from this region's copy of the shard (cached).
-pub async fn availability(node: &Node, event_id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer> {
-    let shard = node.shard_of(event_id)?;
-    let token = after.lsn_for(&shard.name);
+pub async fn availability(
+    node: &Arc<Node>,
+    event_id: Id,
+    after: &ReadAfter,
+) -> ApiResult<ReadAnswer> {
+    let token = after.lsn_for(&node.shard_of(event_id)?.name);
+    let loader = Arc::clone(node);
     let (entry, lookup) = node
         .cache
-        .get_or_load(CacheKey::Availability(event_id.as_i64()), token, || async {
-            let source = node.read_source(shard, after).await?;
-            let (mut conn, lsn) = answer::snapshot(&source).await?;
-            let event = store::find_event(&mut conn, event_id).await?;
-            let tiers: Vec<TierView> = store::availability(&mut *conn, &[event.id])
-                .await?
-                .iter()
-                .map(TierView::from_row)
-                .collect();
-            let view = Availability {
-                event_id,
-                total_available: tiers.iter().map(|t| t.available).sum(),
-                tiers,
-            };
-            answer::entry(&view, &source, lsn)
-        })
+        .get_or_load(
+            CacheKey::Availability(event_id.as_i64()),
+            token,
+            move || load_availability(loader, event_id, token),
+        )
         .await?;
     Ok(ReadAnswer::from_cached(&entry, lookup))
+}
+
+/// Reads one event's availability for the cache, at least as new as `token`.
+async fn load_availability(node: Arc<Node>, event_id: Id, token: Option<Lsn>) -> ApiResult<Cached> {
+    let source = node.readers.source(node.shard_of(event_id)?, token).await?;
+    let (mut conn, lsn) = answer::snapshot(&source).await?;
+    let event = store::find_event(&mut conn, event_id).await?;
+    let tiers: Vec<TierView> = store::availability(&mut *conn, &[event.id])
+        .await?
+        .iter()
+        .map(TierView::from_row)
+        .collect();
+    let view = Availability {
+        event_id,
+        total_available: tiers.iter().map(|t| t.available).sum(),
+        tiers,
+    };
+    answer::entry(&view, &source, lsn)
 }
 
 /// A ticket as the public sees it: no holder, and a lapsed hold shows as available.

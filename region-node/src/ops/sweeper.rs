@@ -61,9 +61,7 @@ async fn expire_batch(node: &Node, batch: i64) -> ApiResult<u64> {
     let expired = store::expire_lapsed(&mut conn, batch).await?;
     node.metrics.tickets_released.inc_by(expired.tickets);
     for event in expired.events {
-        node.cache
-            .invalidate_event_views(event, node.region_id.get())
-            .await;
+        node.cache.invalidate_counts(event).await;
     }
     Ok(expired.bookings)
 }

@@ -2,6 +2,7 @@
 //! answer carries `X-Cache`, `X-Data-Age-Ms`, `X-Read-Source` and, for a gather over shards,
 //! what it could not read.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -40,6 +41,7 @@ pub fn entry<T: Serialize>(value: &T, source: &ReadSource, lsn: Lsn) -> ApiResul
         data_age_ms: source.data_age_ms,
         stale: source.stale,
         read_at: Instant::now(),
+        refreshing: AtomicBool::new(false),
     })
 }
 

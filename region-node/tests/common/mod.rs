@@ -106,6 +106,25 @@ impl Api {
             .await
     }
 
+    /// A read that must include a write: it carries the write's consistency token.
+    pub async fn get_after(&self, path: &str, consistency_token: &str) -> Answer {
+        let response = self
+            .http
+            .get(self.node.api(path))
+            .header("x-consistency-token", consistency_token)
+            .send()
+            .await
+            .expect("request reaches the node");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.expect("a JSON answer");
+        Answer {
+            status,
+            body,
+            headers,
+        }
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
         self.send(reqwest::Method::POST, path, token, Some(body), None)
             .await
