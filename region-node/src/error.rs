@@ -33,7 +33,7 @@ pub enum ApiError {
         message: String,
         available: BTreeMap<String, i64>,
     },
-    #[error("the hold on booking {0} expired before it was confirmed; the payment was voided")]
+    #[error("the hold on booking {0} expired before it was confirmed; any payment was voided")]
     HoldExpired(String),
     #[error("booking {booking} is {status}, not held")]
     NotHeld { booking: String, status: String },
