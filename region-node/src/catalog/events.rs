@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 
 use crate::catalog::store::{self, EventRow, NewEventRow, TierAvailability};
-use crate::config::Config;
+use crate::config::{BookingConfig, Config, MAX_TICKETS_PER_USER};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::id_from_db;
 use crate::input::text;
@@ -90,6 +90,9 @@ pub struct NewEvent {
     pub tiers: Vec<NewTier>,
     pub hold_seconds: Option<i64>,
     pub max_per_order: Option<i64>,
+    /// Most tickets of the event one user may hold or have bought across all their orders;
+    /// absent: the home node's default.
+    pub max_tickets_per_user: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -126,6 +129,9 @@ pub struct EventView {
     pub status: String,
     pub hold_seconds: i32,
     pub max_per_order: i32,
+    /// The cap in force: the event's own, else the reading node's default (one deployment
+    /// configures every node alike).
+    pub max_tickets_per_user: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub tiers: Vec<TierView>,
@@ -145,7 +151,11 @@ impl TierView {
 }
 
 impl EventView {
-    fn new(row: EventRow, tiers: &[TierAvailability]) -> ApiResult<EventView> {
+    fn new(
+        row: EventRow,
+        tiers: &[TierAvailability],
+        booking: &BookingConfig,
+    ) -> ApiResult<EventView> {
         let tiers: Vec<TierView> = tiers
             .iter()
             .filter(|t| t.event_id == row.id)
@@ -162,6 +172,7 @@ impl EventView {
             status: row.status,
             hold_seconds: row.hold_seconds,
             max_per_order: row.max_per_order,
+            max_tickets_per_user: booking.ticket_cap(row.max_tickets_per_user),
             created_at: row.created_at,
             updated_at: row.updated_at,
             tiers,
@@ -211,6 +222,13 @@ fn validate(config: &Config, new: &NewEvent) -> ApiResult<()> {
             return bad("maxPerOrder must be 1 to 100".into());
         }
     }
+    if let Some(m) = new.max_tickets_per_user {
+        if !(1..=MAX_TICKETS_PER_USER).contains(&m) {
+            return bad(format!(
+                "maxTicketsPerUser must be 1 to {MAX_TICKETS_PER_USER}"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -237,6 +255,8 @@ pub async fn create(node: &Node, new: NewEvent) -> ApiResult<EventView> {
         max_per_order: new
             .max_per_order
             .unwrap_or(booking.default_max_per_order.into()) as i32,
+        // Checked above to fit; absent stays absent, so the default keeps applying.
+        max_tickets_per_user: new.max_tickets_per_user.map(|m| m as i32),
         tiers: new
             .tiers
             .iter()
@@ -251,7 +271,7 @@ pub async fn create(node: &Node, new: NewEvent) -> ApiResult<EventView> {
     node.cache
         .invalidate_event_views(event.id, node.region_id.get())
         .await;
-    EventView::new(event, &tiers)
+    EventView::new(event, &tiers, booking)
 }
 
 /// One event with availability per tier, from this region's copy of its shard (cached).
@@ -273,7 +293,8 @@ async fn load_event(node: Arc<Node>, id: Id, token: Option<Lsn>) -> ApiResult<Ca
     let (mut conn, lsn) = answer::snapshot(&source).await?;
     let row = store::find_event(&mut conn, id).await?;
     let tiers = store::availability(&mut *conn, &[row.id]).await?;
-    answer::entry(&EventView::new(row, &tiers)?, &source, lsn)
+    let view = EventView::new(row, &tiers, &node.config.booking)?;
+    answer::entry(&view, &source, lsn)
 }
 
 /// A page of the events of every shard, soonest first, gathered in parallel from this region's
@@ -350,7 +371,7 @@ async fn load_list_page(
     let tiers = store::availability(&mut *conn, &ids).await?;
     let views = rows
         .into_iter()
-        .map(|row| EventView::new(row, &tiers))
+        .map(|row| EventView::new(row, &tiers, &node.config.booking))
         .collect::<ApiResult<Vec<_>>>()?;
     answer::entry(&views, &source, lsn)
 }
