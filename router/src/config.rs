@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use url::Url;
+use wire::server::ConnectionLimits;
 use wire::{ConfigError, ServiceConfig};
 
 use crate::cidr::Cidr;
@@ -19,8 +20,13 @@ pub struct Config {
     pub region: String,
     /// Name in logs, in `X-Served-By` of answers the router gives itself, and in the hop header.
     pub router_name: String,
-    /// Address the binary listens on (tests pass their own listener).
+    /// Address the binary serves the API on (tests pass their own listener).
     pub listen: SocketAddr,
+    /// Address of the operations endpoints (`/metrics`, and `/healthz` and `/readyz` again):
+    /// loopback by default; `/metrics` is not served on `listen`.
+    pub ops_listen: SocketAddr,
+    /// Client connections: header-read and idle timeouts, caps.
+    pub connections: ConnectionLimits,
     /// Every region of the deployment: its Snowflake region id and where its node and router
     /// are. URLs may use DNS names (see `dns`).
     pub regions: Vec<RegionConfig>,
@@ -126,6 +132,8 @@ impl Default for Config {
             region: "us-east".into(),
             router_name: "router-1".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 11081)),
+            connections: ConnectionLimits::default(),
             regions: default_regions(),
             trusted_proxies: Vec::new(),
             client_region_cidrs: Vec::new(),
@@ -203,10 +211,19 @@ impl ServiceConfig for Config {
         self.listen
     }
 
+    fn ops_listen(&self) -> SocketAddr {
+        self.ops_listen
+    }
+
+    fn connections(&self) -> &ConnectionLimits {
+        &self.connections
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         self.check_identity()?;
         self.check_regions()?;
         self.check_client_region_cidrs()?;
+        self.connections.validate().map_err(ConfigError::Invalid)?;
         self.check_limits()
     }
 }
@@ -407,5 +424,6 @@ mod tests {
                 .contains("fallback_order")
         );
         assert!(bad(&|c| c.timeouts.probe_ms = 5_000).contains("unreachable_ms"));
+        assert!(bad(&|c| c.connections.max = 0).contains("connections.max"));
     }
 }
