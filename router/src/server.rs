@@ -1,6 +1,6 @@
 //! The router assembled: `Front`, the service each client connection gets (API requests
-//! straight to the proxy, the rest to the public routes, every answer with its ids, span and
-//! stamp), the operations routes of the operations
+//! straight to the proxy, `OPTIONS` and CORS answered here, the rest to the public routes,
+//! every answer with its ids, span and stamp), the operations routes of the operations
 //! listener, `serve` on both listeners, and `RouterService`, the router as a `wire` service for
 //! its binary and devcluster.
 
@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::FutureExt;
@@ -54,9 +55,10 @@ fn ops_routes(app: Arc<App>) -> axum::Router {
         .with_state(app)
 }
 
-/// Sends API requests straight to the proxy and anything else to `public_routes`, inside the
-/// request span and with the request id and trace context (`Ids`); stamps every answer; turns
-/// a panic into a JSON `500`. An API request meets no route table, extractor or
+/// Sends API requests straight to the proxy, answers `OPTIONS` itself (CORS preflights
+/// included) and sends anything else to `public_routes`, inside the request span and with the
+/// request id and trace context (`Ids`); stamps every answer, with CORS headers for an allowed
+/// origin; turns a panic into a JSON `500`. An API request meets no route table, extractor or
 /// boxed layer: a proxy should not pay for them on every request. One per client connection,
 /// from `peer`.
 #[derive(Clone)]
@@ -83,8 +85,11 @@ impl Service<Request> for Front {
         let answer = async move {
             tracing::debug!("started processing request");
             let kind = request_kind(&request);
+            let origin = app.cors.allowed_origin(request.headers());
             let routed = async {
-                if is_api(request.uri().path()) {
+                if request.method() == Method::OPTIONS {
+                    (app.cors.options(origin.as_ref(), request.headers()), None)
+                } else if is_api(request.uri().path()) {
                     api(&app, peer, request).await
                 } else {
                     let Ok(response) = { public }.call(request).await;
@@ -105,6 +110,7 @@ impl Service<Request> for Front {
                 upstream.as_ref(),
                 &mut response,
             );
+            app.cors.stamp(origin, response.headers_mut());
             trace_answer(&response, start.elapsed());
             ids.on_response(&mut response);
             Ok(response)

@@ -1,5 +1,6 @@
-//! What the router does at its front door, before any routing: client request ids kept only
-//! when plain, the metrics only on the operations listener, upstream failures told without
+//! What the router does at its front door, before any routing: CORS for configured origins
+//! (preflights answered here, never forwarded), `OPTIONS` never a `405`, client request ids kept
+//! only when plain, the metrics only on the operations listener, upstream failures told without
 //! internal addresses, and the connection cap's clean `503`.
 
 mod common;
@@ -9,6 +10,133 @@ use std::time::Duration;
 use common::{client, header, id_in, json_of, refused_url, Fakes, RouterUnderTest};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PAGE: &str = "https://tickets.example";
+
+async fn router_with_cors() -> (Fakes, RouterUnderTest) {
+    let fakes = Fakes::start().await;
+    let mut config = fakes.config();
+    config.cors.allowed_origins = vec![PAGE.into()];
+    let router = RouterUnderTest::start(config).await;
+    (fakes, router)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preflight_from_an_allowed_origin_gets_204_with_what_it_may_send() {
+    let (fakes, router) = router_with_cors().await;
+    let preflight = client()
+        .request(
+            reqwest::Method::OPTIONS,
+            router.url("/api/v1/booking/reserve"),
+        )
+        .header("origin", PAGE)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, idempotency-key",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin").unwrap(),
+        PAGE
+    );
+    assert_eq!(header(&preflight, "vary").unwrap(), "origin");
+    assert!(header(&preflight, "access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+    let allowed = header(&preflight, "access-control-allow-headers").unwrap();
+    for name in [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "x-request-id",
+        "x-consistency-token",
+    ] {
+        assert!(allowed.contains(name), "{name} in {allowed}");
+    }
+    assert_eq!(header(&preflight, "access-control-max-age").unwrap(), "600");
+    assert!(
+        fakes.all_api_writes().is_empty(),
+        "a preflight is never forwarded"
+    );
+    for fake in fakes.nodes.values().chain(fakes.routers.values()) {
+        assert!(fake.seen().iter().all(|s| s.method != "OPTIONS"));
+    }
+
+    // The answer itself names the origin and the headers the page may read.
+    let read = client()
+        .get(router.url(&format!("/api/v1/events/{}", id_in(1))))
+        .header("origin", PAGE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(header(&read, "access-control-allow-origin").unwrap(), PAGE);
+    assert!(read
+        .headers()
+        .get_all("vary")
+        .iter()
+        .any(|v| v.to_str().unwrap().contains("origin")));
+    let exposed = header(&read, "access-control-expose-headers").unwrap();
+    for name in [
+        "x-request-id",
+        "retry-after",
+        "ratelimit",
+        "link",
+        "x-consistency-token",
+    ] {
+        assert!(exposed.contains(name), "{name} in {exposed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_origin_gets_no_cors_headers_and_options_is_never_a_405() {
+    let (_fakes, router) = router_with_cors().await;
+    let no_cors = |response: &reqwest::Response| {
+        response
+            .headers()
+            .keys()
+            .all(|k| !k.as_str().starts_with("access-control-"))
+    };
+    let preflight = client()
+        .request(
+            reqwest::Method::OPTIONS,
+            router.url("/api/v1/booking/reserve"),
+        )
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert!(no_cors(&preflight), "{:?}", preflight.headers());
+    let read = client()
+        .get(router.url(&format!("/api/v1/events/{}", id_in(1))))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert!(no_cors(&read), "{:?}", read.headers());
+
+    // No CORS configured, no Origin: OPTIONS still gets an empty 204 naming the methods.
+    let fakes = Fakes::start().await;
+    let plain = RouterUnderTest::start(fakes.config()).await;
+    for path in ["/api/v1/events", "/healthz", "/nowhere"] {
+        let options = client()
+            .request(reqwest::Method::OPTIONS, plain.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(options.status(), 204, "{path}");
+        assert_eq!(header(&options, "allow").unwrap(), "GET, POST, OPTIONS");
+        assert!(no_cors(&options));
+        assert!(options.bytes().await.unwrap().is_empty());
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_request_id_is_replaced_never_echoed_or_forwarded() {
