@@ -34,15 +34,21 @@ pub fn api_routes() -> Router<Arc<Node>> {
         .route("/booking/cancel", post(booking::cancel))
         .route("/booking/user/{id}", get(booking::for_user))
         .route("/booking/{id}", get(booking::get))
-        .route("/cluster", get(ops::cluster))
 }
 
-/// `/healthz`, `/readyz`, `/metrics`, at the root.
-pub fn ops_routes() -> Router<Arc<Node>> {
+/// `/healthz` and `/readyz`, at the root of both listeners (load balancers and routers probe
+/// them on the API address).
+pub fn health_routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+}
+
+/// The operations listener's own: `/metrics` and `/cluster`, never on the API listener.
+pub fn ops_only_routes() -> Router<Arc<Node>> {
+    Router::new()
         .route("/metrics", get(ops::metrics))
+        .route("/cluster", get(ops::cluster))
 }
 
 /// `?limit=` for lists: 1 to `MAX_LIST`, default 100.

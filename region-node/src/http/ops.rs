@@ -1,4 +1,4 @@
-//! Handlers of the operations endpoints: `/healthz`, `/readyz`, `/metrics`, `/api/v1/cluster`.
+//! Handlers of the operations endpoints: `/healthz`, `/readyz`, `/metrics`, `/cluster`.
 
 use std::sync::Arc;
 
