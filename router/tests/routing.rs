@@ -160,27 +160,28 @@ async fn writes_go_to_the_home_region_and_nowhere_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_stay_local_and_only_trusted_proxies_may_say_otherwise() {
+async fn logins_stay_local_and_only_trusted_proxies_may_say_otherwise() {
     let fakes = Fakes::start().await;
     let proxy: IpAddr = "127.0.0.2".parse().unwrap();
     let mut config = fakes.config();
     config.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
     let router = RouterUnderTest::start(config).await;
+    let login = json!({"email": "ann@example.com", "password": "long enough"});
 
     // No header: local.
-    let response = client()
-        .post(router.url("/api/v1/users"))
-        .json(&json!({"name": "ann"}))
+    let response = anonymous_client()
+        .post(router.url("/api/v1/auth/login"))
+        .json(&login)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-home-region").unwrap(), "us-east");
     // An untrusted client naming another region: ignored, still local.
-    let response = client()
-        .post(router.url("/api/v1/users"))
+    let response = anonymous_client()
+        .post(router.url("/api/v1/auth/login"))
         .header("x-client-region", "eu-west")
-        .json(&json!({"name": "bob"}))
+        .json(&login)
         .send()
         .await
         .unwrap();
@@ -193,11 +194,11 @@ async fn users_stay_local_and_only_trusted_proxies_may_say_otherwise() {
         Some("us-east")
     );
 
-    // A trusted proxy naming eu-west: the user is created there.
+    // A trusted proxy naming eu-west: the login (and its session) happens there.
     let response = client_from(proxy)
-        .post(router.url("/api/v1/users"))
+        .post(router.url("/api/v1/auth/login"))
         .header("x-client-region", "eu-west")
-        .json(&json!({"name": "cat"}))
+        .json(&login)
         .send()
         .await
         .unwrap();
@@ -211,13 +212,66 @@ async fn users_stay_local_and_only_trusted_proxies_may_say_otherwise() {
     );
     // The trusted proxy naming an unknown region is ignored.
     let response = client_from(proxy)
-        .post(router.url("/api/v1/users"))
+        .post(router.url("/api/v1/auth/login"))
         .header("x-client-region", "atlantis")
-        .json(&json!({"name": "dan"}))
+        .json(&login)
         .send()
         .await
         .unwrap();
     assert_eq!(header(&response, "x-home-region").unwrap(), "us-east");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_go_to_the_email_shard_and_refreshes_to_the_session() {
+    let fakes = Fakes::start().await;
+    let router = RouterUnderTest::start(fakes.config()).await;
+    let ids: Vec<u8> = REGIONS.iter().map(|(_, id)| *id).collect();
+    for (region, id) in REGIONS {
+        // Wherever the client is, and whatever case the email is in.
+        let email = wire::accounts::email_homed_in("ann", "example.com", id, &ids)
+            .unwrap()
+            .to_uppercase();
+        let response = anonymous_client()
+            .post(router.url("/api/v1/users"))
+            .json(&json!({"name": "Ann", "email": email, "password": "long enough"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{email}");
+        assert_eq!(header(&response, "x-home-region").unwrap(), region);
+        assert_eq!(
+            header(&response, "x-served-by").unwrap(),
+            format!("{region}/node-1")
+        );
+        let token = format!("{}.{}", id_in(id), "A".repeat(43));
+        for path in ["/api/v1/auth/refresh", "/api/v1/auth/logout"] {
+            let response = anonymous_client()
+                .post(router.url(path))
+                .json(&json!({"refreshToken": token}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            assert_eq!(header(&response, "x-home-region").unwrap(), region);
+        }
+    }
+    // A refresh token that names no session of ours is refused here, as the node would.
+    let response = anonymous_client()
+        .post(router.url("/api/v1/auth/refresh"))
+        .json(&json!({"refreshToken": "not-a-token"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(json_of(response).await["error"]["code"], "unauthorized");
+    let response = anonymous_client()
+        .post(router.url("/api/v1/users"))
+        .json(&json!({"name": "Ann", "email": "no email", "password": "long enough"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(fakes.all_api_writes().len(), 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,8 +301,8 @@ async fn idempotency_keys_are_added_when_missing_and_kept_when_present() {
     assert_eq!(seen[1].header("idempotency-key").unwrap(), "order-42");
     // Local writes get one too, and reads do not.
     client()
-        .post(router.url("/api/v1/users"))
-        .json(&json!({"name": "x"}))
+        .post(router.url("/api/v1/auth/login"))
+        .json(&json!({"email": "x@example.com", "password": "long enough"}))
         .send()
         .await
         .unwrap();

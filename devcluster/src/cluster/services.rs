@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
-use region_node::config::{Config as NodeConfig, RegionConfig, ShardConfig};
+use region_node::config::{Config as NodeConfig, PasswordConfig, RegionConfig, ShardConfig};
 use testkit::postgres::PgCluster;
 use testkit::process::{spawn_tied, ChildSpec};
 
@@ -35,6 +35,7 @@ impl Cluster {
         };
         config.database.url = primary_url.to_owned();
         config.auth.jwt_secret = secret.to_owned();
+        config.auth.password = local_password_cost();
         config.reads.shards = replicas
             .iter()
             .map(|(shard, _, url)| ShardConfig {
@@ -92,6 +93,16 @@ impl Cluster {
             .stderr(Stdio::from(log));
         spawn_tied(ChildSpec::new(command).death_signal(libc::SIGTERM))
             .with_context(|| format!("starting {name}"))
+    }
+}
+
+/// Argon2id at 1 MiB and one pass: about a millisecond a hash, so loadgen's sign-ups stay
+/// cheap on one machine. A deployment keeps the OWASP-level default of `PasswordConfig`.
+fn local_password_cost() -> PasswordConfig {
+    PasswordConfig {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
     }
 }
 

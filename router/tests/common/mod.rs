@@ -446,6 +446,11 @@ impl RouterUnderTest {
 
 /// A test client: no proxies from the environment, bounded time.
 pub fn client() -> reqwest::Client {
+    anonymous_client()
+}
+
+/// A test client that sends no token.
+pub fn anonymous_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(15))
