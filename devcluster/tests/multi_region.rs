@@ -210,6 +210,15 @@ async fn accounts_work_across_regions(cluster: &Cluster, http: &Client) {
     .await
     .unwrap();
     assert_eq!(login["user"]["role"], "admin", "{login}");
+
+    // Identity first at the router: no token and a broken body is a 401.
+    let refused = http
+        .post(format!("{}/api/v1/booking/reserve", eu.router_url))
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 }
 
 async fn count(url: &str, sql: &str) -> i64 {

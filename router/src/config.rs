@@ -28,10 +28,30 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Client networks known to be in a region; the most specific match wins.
     pub client_region_cidrs: Vec<ClientRegionCidr>,
+    pub auth: AuthConfig,
     pub dns: DnsConfig,
     pub timeouts: TimeoutsConfig,
     pub http: HttpConfig,
     pub upstream: UpstreamConfig,
+}
+
+/// Bearer tokens: the router checks them on protected routes before reading a body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The deployment's HS256 secret, the same as the nodes' `auth.jwt_secret`.
+    pub jwt_secret: String,
+    /// Clock skew forgiven on a token's `exp`, `nbf` and `iat`.
+    pub leeway_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: String::new(),
+            leeway_seconds: wire::token::DEFAULT_LEEWAY_SECONDS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -129,6 +149,7 @@ impl Default for Config {
             regions: default_regions(),
             trusted_proxies: Vec::new(),
             client_region_cidrs: Vec::new(),
+            auth: AuthConfig::default(),
             dns: DnsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             http: HttpConfig::default(),
@@ -205,6 +226,10 @@ impl ServiceConfig for Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.check_identity()?;
+        wire::token::check_secret("auth.jwt_secret", &self.auth.jwt_secret)?;
+        if self.auth.leeway_seconds > 300 {
+            return invalid("auth.leeway_seconds must be at most 300".into());
+        }
         self.check_regions()?;
         self.check_client_region_cidrs()?;
         self.check_limits()
@@ -325,9 +350,18 @@ mod tests {
     use figment::providers::{Format, Serialized, Toml};
     use figment::Figment;
 
+    /// The defaults and a secret: the one setting with no safe default.
+    fn with_secret() -> Config {
+        let mut config = Config::default();
+        config.auth.jwt_secret = "a-secret-for-unit-tests".into();
+        config
+    }
+
     #[test]
-    fn defaults_are_valid() {
-        Config::default().validate().unwrap();
+    fn defaults_with_a_secret_are_valid() {
+        with_secret().validate().unwrap();
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(err.contains("auth.jwt_secret"), "{err}");
     }
 
     #[test]
@@ -355,7 +389,7 @@ mod tests {
             connect_ms = 500
         "#;
         let config = Config::from_figment(
-            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+            Figment::from(Serialized::defaults(with_secret())).merge(Toml::string(toml)),
         )
         .unwrap();
         assert_eq!(config.region, "eu-west");
@@ -371,7 +405,7 @@ mod tests {
         assert!(config.trusted_proxies[0].contains("10.9.9.9".parse().unwrap()));
         let bad = Toml::string("trusted_proxies = [\"10.0.0.0/99\"]");
         let err =
-            Config::from_figment(Figment::from(Serialized::defaults(Config::default())).merge(bad))
+            Config::from_figment(Figment::from(Serialized::defaults(with_secret())).merge(bad))
                 .unwrap_err();
         assert!(err.to_string().contains("invalid CIDR"), "{err}");
     }
@@ -379,8 +413,9 @@ mod tests {
     #[test]
     fn the_example_file_is_valid() {
         let example = include_str!("../router.example.toml");
+        // The secret comes from the environment, never the file.
         let config = Config::from_figment(
-            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(example)),
+            Figment::from(Serialized::defaults(with_secret())).merge(Toml::string(example)),
         )
         .unwrap();
         assert_eq!(config.regions.len(), 3);
@@ -393,7 +428,7 @@ mod tests {
     #[test]
     fn rejects_bad_configs() {
         let bad = |edit: &dyn Fn(&mut Config)| {
-            let mut c = Config::default();
+            let mut c = with_secret();
             edit(&mut c);
             c.validate().unwrap_err().to_string()
         };
@@ -407,5 +442,6 @@ mod tests {
                 .contains("fallback_order")
         );
         assert!(bad(&|c| c.timeouts.probe_ms = 5_000).contains("unreachable_ms"));
+        assert!(bad(&|c| c.auth.jwt_secret = "short".into()).contains("16 bytes"));
     }
 }

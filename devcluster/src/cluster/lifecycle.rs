@@ -218,7 +218,7 @@ impl Cluster {
                 self.node_config(table, region, node_addr, &primary_url, &replicas, secret);
             let node = self.spawn_node(spec, &node_config)?;
             let router_config =
-                router_config(layout, table, region, router_addr, dns.local_addr())?;
+                router_config(layout, table, region, router_addr, dns.local_addr(), secret)?;
             let router = self.spawn_router(spec, &router_config)?;
             self.regions.push(Region {
                 config: region.clone(),

@@ -106,13 +106,15 @@ fn local_password_cost() -> PasswordConfig {
     }
 }
 
-/// A router of `region`, finding every endpoint by name through the region's DNS server.
+/// A router of `region`, finding every endpoint by name through the region's DNS server and
+/// checking bearer tokens with the deployment's `secret`.
 pub(super) fn router_config(
     layout: Layout,
     table: &[RegionConfig],
     region: &RegionConfig,
     listen: SocketAddr,
     nameserver: SocketAddr,
+    secret: &str,
 ) -> anyhow::Result<router::Config> {
     let mut config = router::Config {
         region: region.name.clone(),
@@ -120,6 +122,7 @@ pub(super) fn router_config(
         listen,
         ..router::Config::default()
     };
+    config.auth.jwt_secret = secret.to_owned();
     config.regions = table
         .iter()
         .enumerate()
