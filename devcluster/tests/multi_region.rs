@@ -58,9 +58,12 @@ async fn sign_up(http: &Client, cluster: &Cluster, n: usize) -> Vec<String> {
                 .router_url
                 .clone();
             async move {
+                // Each account lives in the shard its email hashes to, wherever it signs up.
                 let user: Value = http
                     .post(format!("{router}/api/v1/users"))
-                    .json(&json!({"name": format!("buyer {i}")}))
+                    .json(&json!({"name": format!("buyer {i}"),
+                                  "email": format!("buyer{i}@multi-region.example"),
+                                  "password": "buyer-password"}))
                     .send()
                     .await
                     .unwrap()
@@ -130,6 +133,97 @@ fn demo_user(cluster: &Cluster, home: &str) -> (String, String) {
     )
 }
 
+/// Accounts across regions: a sign-up lands in its email's shard wherever it is sent, a login
+/// opens its session in the caller's region (reading the account from that region's replica),
+/// and refresh and logout find the session from any region.
+async fn accounts_work_across_regions(cluster: &Cluster, http: &Client) {
+    let (us, eu, ap) = (
+        cluster.region("us-east"),
+        cluster.region("eu-west"),
+        cluster.region("ap-southeast"),
+    );
+    let post = |url: String, body: Value| http.post(url).json(&body).send();
+    let ids: Vec<u8> = cluster.regions.iter().map(|r| r.config.id).collect();
+    let email = wire::accounts::email_homed_in("traveller", "example.com", 1, &ids).unwrap();
+    let signed = post(
+        format!("{}/api/v1/users", eu.router_url),
+        json!({"name": "Traveller", "email": email, "password": "traveller-password"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed.status(), StatusCode::CREATED);
+    assert_eq!(signed.headers()["x-home-region"], "us-east");
+    let consistency = signed.headers()["x-consistency-token"].clone();
+    let user: Value = signed.json().await.unwrap();
+    let in_us =
+        format!("SELECT count(*) FROM users WHERE email = '{email}' AND home_region = 'us-east'");
+    assert_eq!(count(&us.primary_url, &in_us).await, 1);
+    // The same email in capitals, through another region: taken.
+    let again = post(
+        format!("{}/api/v1/users", ap.router_url),
+        json!({"name": "Twin", "email": email.to_uppercase(), "password": "traveller-password"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+
+    // Log in at once in ap-southeast: its replica of us-east waits for the sign-up's token.
+    let login = http
+        .post(format!("{}/api/v1/auth/login", ap.router_url))
+        .header("x-consistency-token", consistency)
+        .json(&json!({"email": email, "password": "traveller-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    assert_eq!(login.headers()["x-served-by"], "ap-southeast/node-1");
+    let session: Value = login.json().await.unwrap();
+    assert_eq!(session["user"]["id"], user["user"]["id"]);
+    let refresh_token = session["refreshToken"].as_str().unwrap().to_owned();
+    let session_id = refresh_token.split('.').next().unwrap();
+    let in_ap = format!("SELECT count(*) FROM sessions WHERE id = {session_id}");
+    assert_eq!(count(&ap.primary_url, &in_ap).await, 1);
+
+    // Refresh through eu-west: sent to ap-southeast, where the session lives.
+    let refreshed = post(
+        format!("{}/api/v1/auth/refresh", eu.router_url),
+        json!({"refreshToken": refresh_token}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    assert_eq!(refreshed.headers()["x-home-region"], "ap-southeast");
+    let reused = post(
+        format!("{}/api/v1/auth/refresh", us.router_url),
+        json!({"refreshToken": refresh_token}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reused.status(), StatusCode::UNAUTHORIZED);
+
+    // The demo admin logs in with the printed password and gets the admin role.
+    let admin = &cluster.demo["admin"];
+    let login: Value = post(
+        format!("{}/api/v1/auth/login", us.router_url),
+        json!({"email": admin["email"], "password": admin["password"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(login["user"]["role"], "admin", "{login}");
+
+    // Identity first at the router: no token and a broken body is a 401.
+    let refused = http
+        .post(format!("{}/api/v1/booking/reserve", eu.router_url))
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
 async fn count(url: &str, sql: &str) -> i64 {
     let mut conn = PgConnection::connect(url).await.unwrap();
     sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
@@ -196,6 +290,8 @@ async fn three_regions_read_locally_write_at_home_and_survive_a_dark_region() {
         count(&ap.primary_url, "SELECT count(*) FROM bookings").await,
         0
     );
+
+    accounts_work_across_regions(&cluster, &http).await;
 
     // Read-your-writes: a booking made at home in us-east by an ap-southeast user is visible in
     // ap-southeast with its token, every time.

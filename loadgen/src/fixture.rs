@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{stream, StreamExt, TryStreamExt};
+use rand::RngCore;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -211,7 +212,13 @@ pub async fn existing_event(api: &Api, target: &Target, id: &str) -> anyhow::Res
     })
 }
 
-/// `count` user accounts signed up in `region`, sixteen sign-ups at a time.
+/// Every account loadgen makes has this password.
+const PASSWORD: &str = "loadgen-password";
+
+/// `count` user accounts signed up through `region`'s router, sixteen sign-ups at a time. Their
+/// emails carry a random tag, so runs against one cluster never collide; each lives in the
+/// shard its email hashes to. Each sign-up costs the node one password hash (devcluster
+/// configures a cheap one).
 pub async fn create_users(
     api: &Api,
     target: &Target,
@@ -219,16 +226,22 @@ pub async fn create_users(
     count: usize,
 ) -> anyhow::Result<Vec<User>> {
     let router = target.region(region)?.router.clone();
+    let tag = format!("{:08x}", rand::rngs::OsRng.next_u32());
     stream::iter(0..count)
         .map(|n| {
             let router = router.clone();
+            let email = format!("lg.{tag}.{n}@{region}.loadgen.example");
             async move {
                 let body = api
                     .must(
                         Method::POST,
                         &format!("{router}/api/v1/users"),
                         None,
-                        Some(&json!({"name": format!("loadgen {region} {n}")})),
+                        Some(&json!({
+                            "name": format!("loadgen {region} {n}"),
+                            "email": email,
+                            "password": PASSWORD,
+                        })),
                     )
                     .await?;
                 let token = body["token"].as_str().context("user token")?.to_owned();

@@ -101,7 +101,33 @@ pub struct DatabaseConfig {
 pub struct AuthConfig {
     /// HS256 secret shared by every node and router of the deployment.
     pub jwt_secret: String,
-    pub token_ttl_seconds: u64,
+    /// Access tokens (bearer JWTs) live this long. Logout cannot recall one, so keep it short.
+    pub access_token_ttl_seconds: u64,
+    /// A refresh token works this long after it was issued; each refresh issues a new one.
+    pub refresh_token_ttl_seconds: u64,
+    /// Clock skew forgiven on a token's `exp`, `nbf` and `iat`.
+    pub leeway_seconds: u64,
+    pub password: PasswordConfig,
+}
+
+/// Argon2id cost of a password hash. The defaults are OWASP's (19 MiB, 2 passes, 1 lane);
+/// tests and the local cluster configure far cheaper ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
 }
 
 /// The largest per-user ticket cap an event or the default may set (the schema's CHECK).
@@ -203,7 +229,10 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             jwt_secret: String::new(),
-            token_ttl_seconds: 7 * 24 * 3600,
+            access_token_ttl_seconds: 15 * 60,
+            refresh_token_ttl_seconds: 30 * 24 * 3600,
+            leeway_seconds: wire::token::DEFAULT_LEEWAY_SECONDS,
+            password: PasswordConfig::default(),
         }
     }
 }
@@ -259,9 +288,8 @@ impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         self.connections.validate().map_err(ConfigError::Invalid)?;
-        if self.auth.jwt_secret.len() < 16 {
-            return invalid("auth.jwt_secret must be at least 16 bytes".into());
-        }
+        wire::token::check_secret("auth.jwt_secret", &self.auth.jwt_secret)?;
+        self.check_auth()?;
         if self.region_id(&self.region).is_none() {
             return invalid(format!("region {:?} is not in `regions`", self.region));
         }
@@ -319,6 +347,38 @@ impl ServiceConfig for Config {
 }
 
 impl Config {
+    /// Token lifetimes that make sense, and argon2 costs its crate accepts (at least 8 KiB of
+    /// memory per lane) without letting one hash take the machine (at most 1 GiB, 16 lanes).
+    fn check_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if auth.access_token_ttl_seconds == 0 || auth.refresh_token_ttl_seconds == 0 {
+            return invalid(
+                "auth.access_token_ttl_seconds and refresh_token_ttl_seconds must be positive",
+            );
+        }
+        if auth.leeway_seconds > 300 {
+            return invalid("auth.leeway_seconds must be at most 300");
+        }
+        let p = &auth.password;
+        if !(1..=16).contains(&p.parallelism) || p.iterations == 0 || p.iterations > 100 {
+            return invalid("auth.password: parallelism must be 1..=16 and iterations 1..=100");
+        }
+        if p.memory_kib < 8 * p.parallelism || p.memory_kib > 1024 * 1024 {
+            return invalid("auth.password.memory_kib must be 8 per lane to 1048576");
+        }
+        Ok(())
+    }
+
+    /// Every configured region id, for `wire::accounts::email_shard`.
+    pub fn region_ids(&self) -> Vec<u8> {
+        self.regions.iter().map(|r| r.id).collect()
+    }
+
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.auth.access_token_ttl_seconds)
+    }
+
     pub fn region_id(&self, name: &str) -> Option<u8> {
         self.regions.iter().find(|r| r.name == name).map(|r| r.id)
     }

@@ -53,6 +53,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("writes for events homed in {home} go to that region; this node serves {local}")]
     Misdirected { home: String, local: String },
+    #[error("accounts with this email live in {home}; this node serves {local}")]
+    MisdirectedAccount { home: String, local: String },
+    #[error("an account with this email already exists")]
+    EmailTaken,
     #[error("the server is busy; retry shortly")]
     Unavailable,
     #[error("the request took too long")]
@@ -77,9 +81,10 @@ impl ApiError {
             | NotHeld { .. }
             | EventNotOnSale(_)
             | IdempotencyInProgress
+            | EmailTaken
             | Conflict(_) => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            Misdirected { .. } | MisdirectedAccount { .. } => StatusCode::MISDIRECTED_REQUEST,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,7 +110,8 @@ impl ApiError {
             IdempotencyInProgress => "idempotency_in_progress",
             IdempotencyKeyReused => "idempotency_key_reused",
             Conflict(_) => "conflict",
-            Misdirected { .. } => "misdirected",
+            EmailTaken => "email_taken",
+            Misdirected { .. } | MisdirectedAccount { .. } => "misdirected",
             Unavailable => "unavailable",
             Timeout => "timeout",
             Internal(_) => "internal",
@@ -140,6 +146,25 @@ impl From<id_gen::IdError> for ApiError {
         // The clock stepped back too far or the lease lapsed: refuse rather than risk a reissue.
         tracing::error!(error = %err, "cannot mint an id");
         ApiError::Unavailable
+    }
+}
+
+/// A request without a valid bearer token: the message is `wire`'s own, never the library's.
+impl From<wire::token::TokenError> for ApiError {
+    fn from(err: wire::token::TokenError) -> Self {
+        ApiError::Unauthorized(err.to_string())
+    }
+}
+
+/// A malformed email is a bad request; a malformed refresh token, a bad credential.
+impl From<wire::accounts::AccountError> for ApiError {
+    fn from(err: wire::accounts::AccountError) -> Self {
+        match err {
+            wire::accounts::AccountError::BadEmail => ApiError::Validation(err.to_string()),
+            wire::accounts::AccountError::BadRefreshToken => {
+                ApiError::Unauthorized(err.to_string())
+            }
+        }
     }
 }
 

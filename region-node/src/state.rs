@@ -1,6 +1,6 @@
 //! The node's shared state, built once at start and handed to every request: configuration,
-//! the primary's pool, the id source, token keys, metrics, the shard readers and read cache,
-//! and the reserve batcher. It holds only components that import nothing of it back (no
+//! the primary's pool, the id source, token keys and password hashing, metrics, the shard
+//! readers and read cache, and the reserve batcher. It holds only components that import nothing of it back (no
 //! feature logic, no HTTP), so no module depends on itself through it.
 
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::auth::TokenKeys;
 use crate::identity::lease::{IdSource, MachineLease};
+use crate::identity::password::Passwords;
 use crate::ops::metrics::Metrics;
 use crate::reads::cache::ReadCache;
 use crate::reads::consistency::{token_after_write, ReadAfter};
@@ -41,6 +42,7 @@ pub struct Node {
     pub pool: PgPool,
     pub ids: IdSource,
     pub tokens: TokenKeys,
+    pub passwords: Passwords,
     pub metrics: Metrics,
     pub readers: Arc<Readers>,
     pub cache: ReadCache,
@@ -92,8 +94,9 @@ impl Node {
         )?;
         let tokens = TokenKeys::new(
             config.auth.jwt_secret.as_bytes(),
-            config.auth.token_ttl_seconds,
+            config.auth.leeway_seconds,
         );
+        let passwords = Passwords::new(&config.auth.password)?;
         let readers = Arc::new(Readers::new(&config, pool.clone())?);
         readers.check_all().await;
         let cache = ReadCache::new(
@@ -113,6 +116,7 @@ impl Node {
             pool,
             ids,
             tokens,
+            passwords,
             metrics: Metrics::new(),
             readers,
             cache,

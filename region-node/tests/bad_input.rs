@@ -159,7 +159,7 @@ fn now() -> i64 {
 
 /// Claims like the node's own: `sub` is the user id as a string.
 fn claims(sub: &str, role: &str, exp: i64) -> Value {
-    json!({ "sub": sub, "role": role, "iat": now(), "exp": exp })
+    json!({ "sub": sub, "role": role, "iat": now(), "nbf": now(), "exp": exp })
 }
 
 fn signed(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
@@ -209,6 +209,8 @@ struct Snapshot {
     tiers_md5: String,
     events_md5: String,
     users_md5: String,
+    sessions: i64,
+    sessions_md5: String,
 }
 
 async fn snapshot(api: &Api) -> Snapshot {
@@ -232,8 +234,13 @@ async fn snapshot(api: &Api) -> Snapshot {
                                                      max_per_order, max_tickets_per_user),
                                            ',' ORDER BY id)), '')
               FROM events) AS events_md5,
-           (SELECT coalesce(md5(string_agg(concat_ws(':', id, name), ',' ORDER BY id)), '')
-              FROM users) AS users_md5",
+           (SELECT coalesce(md5(string_agg(concat_ws(':', id, name, email, role, password_hash),
+                                           ',' ORDER BY id)), '')
+              FROM users) AS users_md5,
+           (SELECT count(*) FROM sessions) AS sessions,
+           (SELECT coalesce(md5(string_agg(concat_ws(':', id, encode(refresh_hash, 'hex'),
+                                                     revoked_at, expires_at), ',' ORDER BY id)), '')
+              FROM sessions) AS sessions_md5",
     )
     .fetch_one(&api.node.db)
     .await
@@ -378,6 +385,11 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     };
     let missing = id_in(1);
     let foreign = id_in(2);
+    let config = &api.node.node.config;
+    let fresh_email = api.node.email("eve", 0);
+    let foreign_email =
+        wire::accounts::email_homed_in("eve", "test.example", 2, &config.region_ids())
+            .expect("an email of eu-west's shard");
     let tokens = Tokens {
         user: user.token.clone(),
         other: other.token.clone(),
@@ -390,6 +402,8 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
         ticket: &ticket.to_string(),
         missing: &missing,
         foreign: &foreign,
+        fresh_email: &fresh_email,
+        foreign_email: &foreign_email,
         user: &user,
         other: &other,
         max,
@@ -458,6 +472,10 @@ struct Ids<'a> {
     missing: &'a str,
     /// Well-formed, another region's.
     foreign: &'a str,
+    /// An email of this node's shard that no account has.
+    fresh_email: &'a str,
+    /// An email of another region's shard.
+    foreign_email: &'a str,
     user: &'a User,
     other: &'a User,
     max: i64,
@@ -472,6 +490,8 @@ fn table(ids: &Ids) -> Vec<Case> {
         ticket,
         missing,
         foreign,
+        fresh_email,
+        foreign_email,
         max,
         limit,
         ..
@@ -493,6 +513,11 @@ fn table(ids: &Ids) -> Vec<Case> {
     });
     let new_event = |patch: Value| patched(event_ok.clone(), patch);
     let new_tickets = |tiers: Value| json!({ "eventId": event, "tiers": tiers });
+    let signup_ok = json!({ "name": "Eve", "email": fresh_email, "password": "long enough pass" });
+    let signup = |patch: Value| patched(signup_ok.clone(), patch);
+    let login = |email: &str, password: &str| json!({ "email": email, "password": password });
+    let refresh_token =
+        |session: &str| json!({ "refreshToken": format!("{session}.{}", "A".repeat(43)) });
 
     // Tokens made by hand: for the setup user, mostly claiming to be admin.
     let soon = now() + 3_600;
@@ -516,6 +541,18 @@ fn table(ids: &Ids) -> Vec<Case> {
         TEST_JWT_SECRET.as_bytes(),
         &claims(user_id, "admin", soon),
     );
+    let with_times = |iat: i64, nbf: i64| {
+        let claims = json!({ "sub": user_id, "role": "user", "iat": iat, "nbf": nbf, "exp": soon });
+        signed(Algorithm::HS256, TEST_JWT_SECRET.as_bytes(), &claims)
+    };
+    let not_yet_valid = with_times(now(), now() + 600);
+    let issued_in_future = with_times(now() + 600, now());
+    let without = |claim: &str| {
+        let mut claims = claims(user_id, "user", soon);
+        claims.as_object_mut().expect("claims").remove(claim);
+        signed(Algorithm::HS256, TEST_JWT_SECRET.as_bytes(), &claims)
+    };
+    let (no_nbf, no_iat) = (without("nbf"), without("iat"));
     let no_exp = signed(
         Algorithm::HS256,
         TEST_JWT_SECRET.as_bytes(),
@@ -683,10 +720,13 @@ fn table(ids: &Ids) -> Vec<Case> {
             .json(json!({ "bookingId": held, "paymentSimulation": null }))
             .expect(400, "invalid_json"),
         post("name: number", "/users")
-            .json(json!({ "name": 42 }))
+            .json(signup(json!({ "name": 42 })))
             .expect(400, "invalid_json"),
         post("name: list", "/users")
-            .json(json!({ "name": ["ada"] }))
+            .json(signup(json!({ "name": ["ada"] })))
+            .expect(400, "invalid_json"),
+        post("email: number", "/users")
+            .json(signup(json!({ "email": 42 })))
             .expect(400, "invalid_json"),
         // --- Missing fields --------------------------------------------------------------------
         post("missing eventId", "/booking/reserve")
@@ -718,6 +758,18 @@ fn table(ids: &Ids) -> Vec<Case> {
             .json(json!({}))
             .expect(400, "invalid_json"),
         post("missing name: users", "/users")
+            .json(signup(json!({ "name": null })))
+            .expect(400, "invalid_json"),
+        post("missing email: users", "/users")
+            .json(json!({ "name": "Eve", "password": "long enough pass" }))
+            .expect(400, "invalid_json"),
+        post("missing password: users", "/users")
+            .json(json!({ "name": "Eve", "email": fresh_email }))
+            .expect(400, "invalid_json"),
+        post("missing password: login", "/auth/login")
+            .json(json!({ "email": ids.user.email }))
+            .expect(400, "invalid_json"),
+        post("missing refreshToken", "/auth/refresh")
             .json(json!({}))
             .expect(400, "invalid_json"),
         post("missing name: events", "/events")
@@ -748,7 +800,10 @@ fn table(ids: &Ids) -> Vec<Case> {
             .json(json!({ "bookingId": held, "reason": "changed my mind" }))
             .expect(400, "invalid_json"),
         post("unknown field: role in sign-up", "/users")
-            .json(json!({ "name": "eve", "role": "admin" }))
+            .json(signup(json!({ "role": "admin" })))
+            .expect(400, "invalid_json"),
+        post("unknown field: role in login", "/auth/login")
+            .json(patched(login(&ids.user.email, common::PASSWORD), json!({ "role": "admin" })))
             .expect(400, "invalid_json"),
         post("unknown field: events", "/events")
             .admin()
@@ -978,7 +1033,7 @@ fn table(ids: &Ids) -> Vec<Case> {
             .expect(404, "not_found"),
         // --- Body over the limit -------------------------------------------------------------
         post("body over the limit: users", "/users")
-            .raw(oversized(json!({ "name": "big" })))
+            .raw(oversized(signup_ok.clone()))
             .expect(413, "payload_too_large"),
         post("body over the limit: reserve", "/booking/reserve")
             .user()
@@ -1041,6 +1096,10 @@ fn table(ids: &Ids) -> Vec<Case> {
         ("alg none, no trailing dot", bearer(&alg_none_no_dot)),
         ("HS512 instead of HS256", bearer(&hs512)),
         ("no exp claim", bearer(&no_exp)),
+        ("no nbf claim", bearer(&no_nbf)),
+        ("no iat claim", bearer(&no_iat)),
+        ("not valid yet (nbf)", bearer(&not_yet_valid)),
+        ("issued in the future (iat)", bearer(&issued_in_future)),
         ("non-numeric sub", bearer(&bad_sub)),
         ("unknown role", bearer(&bad_role)),
     ];
@@ -1331,17 +1390,86 @@ fn table(ids: &Ids) -> Vec<Case> {
             .expect(421, "misdirected"),
         // --- Sign-up ---------------------------------------------------------------------------
         post("sign-up: empty name", "/users")
-            .json(json!({ "name": "" }))
+            .json(signup(json!({ "name": "" })))
             .expect(400, "validation"),
         post("sign-up: blank name", "/users")
-            .json(json!({ "name": " \t " }))
+            .json(signup(json!({ "name": " \t " })))
             .expect(400, "validation"),
         post("sign-up: name of 201 characters", "/users")
-            .json(json!({ "name": long(201) }))
+            .json(signup(json!({ "name": long(201) })))
             .expect(400, "validation"),
         post("sign-up: NUL in the name", "/users")
-            .json(json!({ "name": "a\u{0}da" }))
+            .json(signup(json!({ "name": "a\u{0}da" })))
             .expect(400, "validation"),
+        post("sign-up: not an email", "/users")
+            .json(signup(json!({ "email": "eve at example" })))
+            .expect(400, "validation"),
+        post("sign-up: empty email", "/users")
+            .json(signup(json!({ "email": "" })))
+            .expect(400, "validation"),
+        post("sign-up: email of 255 characters", "/users")
+            .json(signup(
+                json!({ "email": format!("{}@example.com", long(243)) }),
+            ))
+            .expect(400, "validation"),
+        post("sign-up: password of 9 characters", "/users")
+            .json(signup(json!({ "password": "123456789" })))
+            .expect(400, "validation"),
+        post("sign-up: password over 1024 bytes", "/users")
+            .json(signup(json!({ "password": long(1025) })))
+            .expect(400, "validation"),
+        post("sign-up: email taken, in other case", "/users")
+            .json(signup(
+                json!({ "email": format!("  {}", ids.user.email.to_uppercase()) }),
+            ))
+            .expect(409, "email_taken"),
+        post("sign-up: email of another region's shard", "/users")
+            .json(signup(json!({ "email": foreign_email })))
+            .expect(421, "misdirected"),
+        // --- Login, refresh, logout ------------------------------------------------------------
+        post("login: wrong password", "/auth/login")
+            .json(login(&ids.user.email, "not the password"))
+            .expect(401, "unauthorized"),
+        post("login: unknown email", "/auth/login")
+            .json(login(fresh_email, common::PASSWORD))
+            .expect(401, "unauthorized"),
+        post("login: password over 1024 bytes", "/auth/login")
+            .json(login(&ids.user.email, &long(1025)))
+            .expect(401, "unauthorized"),
+        post("login: not an email", "/auth/login")
+            .json(login("ada", common::PASSWORD))
+            .expect(400, "validation"),
+        post("login: a user's token instead", "/auth/login")
+            .user()
+            .json(login(&ids.user.email, "not the password"))
+            .expect(401, "unauthorized"),
+        post("refresh: not a refresh token", "/auth/refresh")
+            .json(json!({ "refreshToken": "garbage" }))
+            .expect(401, "unauthorized"),
+        post("refresh: the access token instead", "/auth/refresh")
+            .json(json!({ "refreshToken": ids.user.token }))
+            .expect(401, "unauthorized"),
+        post("refresh: no such session", "/auth/refresh")
+            .json(refresh_token(missing))
+            .expect(401, "unauthorized"),
+        post("refresh: wrong secret", "/auth/refresh")
+            .json(refresh_token(
+                ids.user
+                    .refresh_token
+                    .split('.')
+                    .next()
+                    .expect("session id"),
+            ))
+            .expect(401, "unauthorized"),
+        post("refresh: another region's session", "/auth/refresh")
+            .json(refresh_token(foreign))
+            .expect(421, "misdirected"),
+        post("logout: no such session", "/auth/logout")
+            .json(refresh_token(missing))
+            .expect(401, "unauthorized"),
+        post("logout: not a refresh token", "/auth/logout")
+            .json(json!({ "refreshToken": 7 }))
+            .expect(400, "invalid_json"),
         // --- Confirm and cancel ----------------------------------------------------------------
         post("paymentSimulation maybe", "/booking/confirm")
             .user()
@@ -1465,7 +1593,7 @@ fn table(ids: &Ids) -> Vec<Case> {
         .user()
         .expect(405, "method_not_allowed"),
         case(Method::PATCH, "wrong method: PATCH /users", "/users")
-            .json(json!({ "name": "ada" }))
+            .json(signup_ok.clone())
             .expect(405, "method_not_allowed"),
         post(
             "wrong method: POST /tickets/:id",

@@ -80,7 +80,11 @@ async fn all_thirty_two_numbers_taken_means_no_lease_and_a_stolen_lease_stops_mi
     assert!(node.node.ids.next().is_err());
     let answer = reqwest::Client::new()
         .post(node.api("/users"))
-        .json(&serde_json::json!({"name": "late"}))
+        .json(&serde_json::json!({
+            "name": "late",
+            "email": node.email("late", 0),
+            "password": common::PASSWORD,
+        }))
         .send()
         .await
         .unwrap();

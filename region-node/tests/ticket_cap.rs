@@ -264,7 +264,9 @@ async fn separate_orders_add_up_and_released_or_failed_tickets_stop_counting() {
     // Admins are held to it too.
     let admin = User {
         id: String::new(),
+        email: String::new(),
         token: api.admin.clone(),
+        refresh_token: String::new(),
     };
     let bought = api.reserve(&admin, &event, &[("GA", 4)]).await;
     assert_eq!(bought.status, StatusCode::CREATED, "{}", bought.body);

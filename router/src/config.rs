@@ -35,6 +35,7 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Client networks known to be in a region; the most specific match wins.
     pub client_region_cidrs: Vec<ClientRegionCidr>,
+    pub auth: AuthConfig,
     pub dns: DnsConfig,
     pub timeouts: TimeoutsConfig,
     pub http: HttpConfig,
@@ -56,6 +57,25 @@ impl Default for CorsConfig {
         CorsConfig {
             allowed_origins: Vec::new(),
             max_age_secs: 600,
+        }
+    }
+}
+
+/// Bearer tokens: the router checks them on protected routes before reading a body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The deployment's HS256 secret, the same as the nodes' `auth.jwt_secret`.
+    pub jwt_secret: String,
+    /// Clock skew forgiven on a token's `exp`, `nbf` and `iat`.
+    pub leeway_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: String::new(),
+            leeway_seconds: wire::token::DEFAULT_LEEWAY_SECONDS,
         }
     }
 }
@@ -158,6 +178,7 @@ impl Default for Config {
             regions: default_regions(),
             trusted_proxies: Vec::new(),
             client_region_cidrs: Vec::new(),
+            auth: AuthConfig::default(),
             dns: DnsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             http: HttpConfig::default(),
@@ -242,6 +263,10 @@ impl ServiceConfig for Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.check_identity()?;
+        wire::token::check_secret("auth.jwt_secret", &self.auth.jwt_secret)?;
+        if self.auth.leeway_seconds > 300 {
+            return invalid("auth.leeway_seconds must be at most 300".into());
+        }
         self.check_regions()?;
         self.check_client_region_cidrs()?;
         self.check_cors()?;
@@ -380,9 +405,18 @@ mod tests {
     use figment::providers::{Format, Serialized, Toml};
     use figment::Figment;
 
+    /// The defaults and a secret: the one setting with no safe default.
+    fn with_secret() -> Config {
+        let mut config = Config::default();
+        config.auth.jwt_secret = "a-secret-for-unit-tests".into();
+        config
+    }
+
     #[test]
-    fn defaults_are_valid() {
-        Config::default().validate().unwrap();
+    fn defaults_with_a_secret_are_valid() {
+        with_secret().validate().unwrap();
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(err.contains("auth.jwt_secret"), "{err}");
     }
 
     #[test]
@@ -410,7 +444,7 @@ mod tests {
             connect_ms = 500
         "#;
         let config = Config::from_figment(
-            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+            Figment::from(Serialized::defaults(with_secret())).merge(Toml::string(toml)),
         )
         .unwrap();
         assert_eq!(config.region, "eu-west");
@@ -426,7 +460,7 @@ mod tests {
         assert!(config.trusted_proxies[0].contains("10.9.9.9".parse().unwrap()));
         let bad = Toml::string("trusted_proxies = [\"10.0.0.0/99\"]");
         let err =
-            Config::from_figment(Figment::from(Serialized::defaults(Config::default())).merge(bad))
+            Config::from_figment(Figment::from(Serialized::defaults(with_secret())).merge(bad))
                 .unwrap_err();
         assert!(err.to_string().contains("invalid CIDR"), "{err}");
     }
@@ -434,8 +468,9 @@ mod tests {
     #[test]
     fn the_example_file_is_valid() {
         let example = include_str!("../router.example.toml");
+        // The secret comes from the environment, never the file.
         let config = Config::from_figment(
-            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(example)),
+            Figment::from(Serialized::defaults(with_secret())).merge(Toml::string(example)),
         )
         .unwrap();
         assert_eq!(config.regions.len(), 3);
@@ -448,7 +483,7 @@ mod tests {
     #[test]
     fn rejects_bad_configs() {
         let bad = |edit: &dyn Fn(&mut Config)| {
-            let mut c = Config::default();
+            let mut c = with_secret();
             edit(&mut c);
             c.validate().unwrap_err().to_string()
         };
@@ -479,8 +514,9 @@ mod tests {
                 allowed_origins: vec!["https://a.example".into(), "http://localhost:3000".into()],
                 ..CorsConfig::default()
             },
-            ..Config::default()
+            ..with_secret()
         };
         fine.validate().unwrap();
+        assert!(bad(&|c| c.auth.jwt_secret = "short".into()).contains("16 bytes"));
     }
 }

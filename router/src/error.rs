@@ -19,6 +19,9 @@ pub enum RouterError {
     InvalidId(String),
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// No valid bearer token on a protected route, or a refresh token that names no session.
+    #[error("{0}")]
+    Unauthorized(String),
     /// A path outside `/api/v1` and the router's own operations endpoints.
     #[error("no route for this method and path")]
     NotFound,
@@ -49,6 +52,7 @@ impl RouterError {
         match self {
             InvalidJson(_) | Validation(_) | InvalidId(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
@@ -67,6 +71,7 @@ impl RouterError {
             Validation(_) => "validation",
             InvalidId(_) => "invalid_id",
             PayloadTooLarge { .. } => "payload_too_large",
+            Unauthorized(_) => "unauthorized",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             Misdirected { .. } => "misdirected",
@@ -80,6 +85,25 @@ impl RouterError {
     /// The JSON error of DESIGN section 5, as nodes answer.
     pub fn envelope(&self) -> ErrorEnvelope {
         ErrorEnvelope::new(self.status(), self.code(), self.to_string())
+    }
+}
+
+/// The token's own message (`wire`'s, never the library's), as the node would answer.
+impl From<wire::token::TokenError> for RouterError {
+    fn from(err: wire::token::TokenError) -> Self {
+        RouterError::Unauthorized(err.to_string())
+    }
+}
+
+/// The field a sign-up or a refresh is routed by, malformed: as the node would answer.
+impl From<wire::accounts::AccountError> for RouterError {
+    fn from(err: wire::accounts::AccountError) -> Self {
+        match err {
+            wire::accounts::AccountError::BadEmail => RouterError::Validation(err.to_string()),
+            wire::accounts::AccountError::BadRefreshToken => {
+                RouterError::Unauthorized(err.to_string())
+            }
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! It never runs SQL. See `shared/DESIGN.md`, sections 1 and 2.
 //!
 //! Layers, each importing only those above it: the foundations (`config`, `cidr`, `cors`,
-//! `error`, `headers`, `metrics`, `trace`); `routing` (pure decisions); `upstream` (the forwarding
+//! `error`, `headers`, `metrics`, `trace`, `identity`: a protected request's bearer token,
+//! checked before its body is read); `routing` (pure decisions); `upstream` (the forwarding
 //! client); `readiness`; the shared `state`; `proxy` (one request end to end); `http` (thin
 //! handlers and middleware); `server` (assembled at the top).
 
@@ -14,6 +15,7 @@ pub mod cors;
 pub mod error;
 pub mod headers;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod proxy;
 pub mod readiness;

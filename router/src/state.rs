@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::http::HeaderValue;
+use wire::token::TokenKeys;
 use wire::ServiceConfig;
 
 use crate::config::Config;
@@ -19,6 +20,8 @@ pub struct App {
     pub config: Config,
     pub regions: Regions,
     pub client_regions: ClientRegions,
+    /// Checks bearer tokens on protected routes (`identity`).
+    pub tokens: TokenKeys,
     pub forwarder: Forwarder,
     pub metrics: Arc<Metrics>,
     /// `<region>/<router>`: `X-Served-By` on answers the router gives itself, and the hop
@@ -42,6 +45,10 @@ impl App {
                 .map(|e| (e.cidr, e.region.clone()))
                 .collect(),
         );
+        let tokens = TokenKeys::new(
+            config.auth.jwt_secret.as_bytes(),
+            config.auth.leeway_seconds,
+        );
         let metrics = Arc::new(Metrics::new());
         let discovery = Discovery::new(&config.dns).context("building the DNS resolver")?;
         let forwarder = Forwarder::new(&config, discovery, metrics.clone())
@@ -54,6 +61,7 @@ impl App {
             config,
             regions,
             client_regions,
+            tokens,
             forwarder,
             metrics,
             name,

@@ -160,27 +160,28 @@ async fn writes_go_to_the_home_region_and_nowhere_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_stay_local_and_only_trusted_proxies_may_say_otherwise() {
+async fn logins_stay_local_and_only_trusted_proxies_may_say_otherwise() {
     let fakes = Fakes::start().await;
     let proxy: IpAddr = "127.0.0.2".parse().unwrap();
     let mut config = fakes.config();
     config.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
     let router = RouterUnderTest::start(config).await;
+    let login = json!({"email": "ann@example.com", "password": "long enough"});
 
     // No header: local.
-    let response = client()
-        .post(router.url("/api/v1/users"))
-        .json(&json!({"name": "ann"}))
+    let response = anonymous_client()
+        .post(router.url("/api/v1/auth/login"))
+        .json(&login)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-home-region").unwrap(), "us-east");
     // An untrusted client naming another region: ignored, still local.
-    let response = client()
-        .post(router.url("/api/v1/users"))
+    let response = anonymous_client()
+        .post(router.url("/api/v1/auth/login"))
         .header("x-client-region", "eu-west")
-        .json(&json!({"name": "bob"}))
+        .json(&login)
         .send()
         .await
         .unwrap();
@@ -193,11 +194,11 @@ async fn users_stay_local_and_only_trusted_proxies_may_say_otherwise() {
         Some("us-east")
     );
 
-    // A trusted proxy naming eu-west: the user is created there.
+    // A trusted proxy naming eu-west: the login (and its session) happens there.
     let response = client_from(proxy)
-        .post(router.url("/api/v1/users"))
+        .post(router.url("/api/v1/auth/login"))
         .header("x-client-region", "eu-west")
-        .json(&json!({"name": "cat"}))
+        .json(&login)
         .send()
         .await
         .unwrap();
@@ -211,13 +212,158 @@ async fn users_stay_local_and_only_trusted_proxies_may_say_otherwise() {
     );
     // The trusted proxy naming an unknown region is ignored.
     let response = client_from(proxy)
-        .post(router.url("/api/v1/users"))
+        .post(router.url("/api/v1/auth/login"))
         .header("x-client-region", "atlantis")
-        .json(&json!({"name": "dan"}))
+        .json(&login)
         .send()
         .await
         .unwrap();
     assert_eq!(header(&response, "x-home-region").unwrap(), "us-east");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_go_to_the_email_shard_and_refreshes_to_the_session() {
+    let fakes = Fakes::start().await;
+    let router = RouterUnderTest::start(fakes.config()).await;
+    let ids: Vec<u8> = REGIONS.iter().map(|(_, id)| *id).collect();
+    for (region, id) in REGIONS {
+        // Wherever the client is, and whatever case the email is in.
+        let email = wire::accounts::email_homed_in("ann", "example.com", id, &ids)
+            .unwrap()
+            .to_uppercase();
+        let response = anonymous_client()
+            .post(router.url("/api/v1/users"))
+            .json(&json!({"name": "Ann", "email": email, "password": "long enough"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{email}");
+        assert_eq!(header(&response, "x-home-region").unwrap(), region);
+        assert_eq!(
+            header(&response, "x-served-by").unwrap(),
+            format!("{region}/node-1")
+        );
+        let token = format!("{}.{}", id_in(id), "A".repeat(43));
+        for path in ["/api/v1/auth/refresh", "/api/v1/auth/logout"] {
+            let response = anonymous_client()
+                .post(router.url(path))
+                .json(&json!({"refreshToken": token}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            assert_eq!(header(&response, "x-home-region").unwrap(), region);
+        }
+    }
+    // A refresh token that names no session of ours is refused here, as the node would.
+    let response = anonymous_client()
+        .post(router.url("/api/v1/auth/refresh"))
+        .json(&json!({"refreshToken": "not-a-token"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(json_of(response).await["error"]["code"], "unauthorized");
+    let response = anonymous_client()
+        .post(router.url("/api/v1/users"))
+        .json(&json!({"name": "Ann", "email": "no email", "password": "long enough"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(fakes.all_api_writes().len(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_comes_first_a_protected_route_without_a_good_token_gets_401() {
+    let fakes = Fakes::start().await;
+    let mut config = fakes.config();
+    // No leeway, so that a token that lapsed a second ago is expired.
+    config.auth.leeway_seconds = 0;
+    let router = RouterUnderTest::start(config).await;
+    let anonymous = anonymous_client();
+    let expired = {
+        let keys = wire::token::TokenKeys::new(TEST_JWT_SECRET.as_bytes(), 0);
+        let grant = wire::token::Grant {
+            user: id_in(1),
+            role: wire::token::Role::Admin,
+            session: None,
+        };
+        let token = keys.issue(grant, Duration::ZERO).unwrap().token;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        token
+    };
+    let forged = {
+        let keys = wire::token::TokenKeys::new(b"some-other-secret-entirely", 5);
+        let grant = wire::token::Grant {
+            user: id_in(1),
+            role: wire::token::Role::Admin,
+            session: None,
+        };
+        keys.issue(grant, Duration::from_secs(600)).unwrap().token
+    };
+    let reserve = router.url("/api/v1/booking/reserve");
+    // No token, and a body that is not even JSON: 401, not 400.
+    for body in ["{", "", r#"{"eventId": "nope"}"#] {
+        let response = anonymous
+            .post(&reserve)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{body:?}");
+        assert_eq!(header(&response, "www-authenticate").unwrap(), "Bearer");
+        let json = json_of(response).await;
+        assert_eq!(json["error"]["code"], "unauthorized");
+        assert_eq!(json["error"]["status"], 401);
+    }
+    // A body over the limit too: refused for who sends it, before it is read.
+    let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(70 * 1024));
+    let response = anonymous.post(&reserve).body(big).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    // Bad tokens get our own messages.
+    for (token, message) in [
+        (expired.as_str(), "the bearer token has expired"),
+        (forged.as_str(), "invalid bearer token"),
+        ("a.b.c", "invalid bearer token"),
+    ] {
+        let response = anonymous
+            .post(router.url("/api/v1/events"))
+            .bearer_auth(token)
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{message}");
+        assert_eq!(json_of(response).await["error"]["message"], message);
+    }
+    // The reads a node keeps to their owner, too; public reads and preflights need nothing.
+    for path in [
+        format!("/api/v1/users/{}", id_in(2)),
+        format!("/api/v1/booking/user/{}", id_in(2)),
+        format!("/api/v1/booking/{}", id_in(2)),
+    ] {
+        let response = anonymous.get(router.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+    }
+    assert!(fakes.all_api_writes().is_empty());
+    assert!(fakes.nodes["us-east"].api().is_empty());
+    let response = anonymous
+        .get(router.url("/api/v1/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // With a good token the same bad body reaches routing, which judges it.
+    let response = client()
+        .post(&reserve)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,8 +393,8 @@ async fn idempotency_keys_are_added_when_missing_and_kept_when_present() {
     assert_eq!(seen[1].header("idempotency-key").unwrap(), "order-42");
     // Local writes get one too, and reads do not.
     client()
-        .post(router.url("/api/v1/users"))
-        .json(&json!({"name": "x"}))
+        .post(router.url("/api/v1/auth/login"))
+        .json(&json!({"email": "x@example.com", "password": "long enough"}))
         .send()
         .await
         .unwrap();
@@ -567,8 +713,12 @@ fn chunked_post(addr: std::net::SocketAddr, body: &str) -> String {
     stream
         .set_write_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let head = "POST /api/v1/booking/reserve HTTP/1.1\r\nhost: router\r\n\
-                content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head = format!(
+        "POST /api/v1/booking/reserve HTTP/1.1\r\nhost: router\r\n\
+         authorization: Bearer {}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        user_token()
+    );
     let _ = stream.write_all(head.as_bytes());
     for chunk in body.as_bytes().chunks(8192) {
         // The router may answer and close before the whole body is sent.

@@ -66,7 +66,8 @@ impl Cluster {
             "devclusterPid": std::process::id(),
             "regions": regions,
             "links": links,
-            "demo": {"events": self.demo["events"], "users": self.demo["users"]},
+            "demo": {"events": self.demo["events"], "users": self.demo["users"],
+                     "admin": self.demo["admin"]},
         })
     }
 }

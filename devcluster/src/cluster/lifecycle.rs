@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use region_node::config::RegionConfig;
-use region_node::identity::auth::TokenKeys;
 use serde_json::Value;
 use testkit::postgres::{server_user, Durability, PgCluster, PgOptions};
 use wire::service::stop_requested;
+use wire::token::TokenKeys;
 
 use super::readiness::wait_replicated;
-use super::seed::seed_demo_data;
+use super::seed::{seed_demo_data, DEMO_PASSWORD};
 use super::services::router_config;
 use super::topology::{dns_view, region_pairs, region_table, Layout, LinkKind, DNS_TTL, ZONE};
 use super::{Cluster, ClusterSpec, Link, Region};
@@ -78,7 +78,7 @@ impl Cluster {
         }
         let http = reqwest::Client::new();
         self.wait_ready(&http).await?;
-        let tokens = TokenKeys::new(secret.as_bytes(), 30 * 24 * 3600);
+        let tokens = TokenKeys::new(secret.as_bytes(), wire::token::DEFAULT_LEEWAY_SECONDS);
         self.demo = seed_demo_data(&http, &self.regions, &tokens).await?;
         wait_replicated(&self.regions).await?;
         self.admin_token = self.demo["adminToken"]
@@ -219,7 +219,7 @@ impl Cluster {
             node_config.ops_listen = layout.node_ops_addr(i)?;
             let node = self.spawn_node(spec, &node_config)?;
             let mut router_config =
-                router_config(layout, table, region, router_addr, dns.local_addr())?;
+                router_config(layout, table, region, router_addr, dns.local_addr(), secret)?;
             router_config.ops_listen = layout.router_ops_addr(i)?;
             let router = self.spawn_router(spec, &router_config)?;
             self.regions.push(Region {
@@ -310,6 +310,7 @@ pub async fn run(spec: ClusterSpec) -> anyhow::Result<()> {
             r.config.name, r.router_url, r.node_url, r.primary_url
         );
     }
+    print_accounts(&cluster.demo);
     println!(
         "cluster.json: {}",
         cluster.state_dir.join("cluster.json").display()
@@ -319,6 +320,25 @@ pub async fn run(spec: ClusterSpec) -> anyhow::Result<()> {
     println!("stopping…");
     cluster.stop().await;
     Ok(())
+}
+
+/// The demo accounts and their known passwords (log in with `POST /api/v1/auth/login`).
+fn print_accounts(demo: &Value) {
+    let admin = &demo["admin"];
+    println!(
+        "admin account: {} / {} (home {})",
+        admin["email"].as_str().unwrap_or_default(),
+        admin["password"].as_str().unwrap_or_default(),
+        admin["homeRegion"].as_str().unwrap_or_default()
+    );
+    println!("demo users (password {DEMO_PASSWORD}):");
+    for user in demo["users"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<14} {}",
+            user["homeRegion"].as_str().unwrap_or_default(),
+            user["email"].as_str().unwrap_or_default()
+        );
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM, reporting any node or router that dies meanwhile.

@@ -1,33 +1,46 @@
-//! The demo data a fresh cluster starts with: one event homed in each region with the seed's
-//! tiers and prices, its tickets, three users per region, and an admin token.
+//! The demo data a fresh cluster starts with: an admin account and three demo users homed in
+//! each region, all with known passwords (printed at start and listed in `cluster.json`), one
+//! event homed in each region with the seed's tiers and prices and its tickets, and an
+//! operator-minted admin token for tools.
+
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use region_node::identity::auth::{Role, TokenKeys};
 use serde_json::{json, Value};
+use sqlx::Connection;
+use wire::accounts::email_homed_in;
+use wire::token::{Grant, Role, TokenKeys};
 
 use super::Region;
 
-/// One event per region with the seed's tiers and prices, a few thousand tickets, a few users.
+/// Every demo user's password.
+pub const DEMO_PASSWORD: &str = "demo-password";
+/// The admin account's email and password.
+pub const ADMIN_EMAIL: &str = "admin@ticketing.example";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+/// The operator-minted admin token lives this long: the length of a working session with the
+/// cluster, far past an access token's 15 minutes, so loadgen and tools need no login.
+pub const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Demo users, events and the admin token, as `cluster.json`'s `demo` and `adminToken`.
 pub(super) async fn seed_demo_data(
     http: &reqwest::Client,
     regions: &[Region],
     tokens: &TokenKeys,
 ) -> anyhow::Result<Value> {
-    let first = &regions[0];
-    let admin_user = post(
-        http,
-        &format!("{}/api/v1/users", first.node_url),
-        None,
-        json!({"name": "Admin"}),
-    )
-    .await?;
-    let admin_id: id_gen::Id = admin_user["user"]["id"]
-        .as_str()
-        .context("admin user id")?
-        .parse()?;
-    let admin = tokens
-        .issue(admin_id, Role::Admin)
-        .map_err(|e| anyhow::anyhow!("signing the admin token: {e}"))?;
+    let ids: Vec<u8> = regions.iter().map(|r| r.config.id).collect();
+    let admin = make_admin(http, regions, &ids).await?;
+    let admin_token = tokens
+        .issue(
+            Grant {
+                user: admin.0,
+                role: Role::Admin,
+                session: None,
+            },
+            ADMIN_TOKEN_TTL,
+        )
+        .context("signing the admin token")?
+        .token;
     let mut events = Vec::new();
     let mut users = Vec::new();
     for r in regions {
@@ -35,7 +48,7 @@ pub(super) async fn seed_demo_data(
         let event = post(
             http,
             &format!("{api}/events"),
-            Some(&admin),
+            Some(&admin_token),
             json!({
                 "name": format!("{} Arena Night", demo_city(&r.config.name)),
                 "description": "Demo on-sale: VIP, Front Row and GA.",
@@ -57,28 +70,84 @@ pub(super) async fn seed_demo_data(
         post(
             http,
             &format!("{api}/tickets/create"),
-            Some(&admin),
+            Some(&admin_token),
             json!({"eventId": event_id, "tiers": {"VIP": 100, "Front Row": 400, "GA": 2500}}),
         )
         .await?;
         events.push(json!({"id": event_id, "homeRegion": r.config.name, "name": event["name"]}));
         for n in 1..=3 {
-            let user = post(
-                http,
-                &format!("{api}/users"),
-                None,
-                json!({"name": format!("Demo {} {n}", r.config.name)}),
+            // An address of the region's own domain that hashes to its shard.
+            let email = email_homed_in(
+                &format!("demo{n}"),
+                &format!("{}.example", r.config.name),
+                r.config.id,
+                &ids,
             )
-            .await?;
+            .context("a demo email for the region")?;
+            let name = format!("Demo {} {n}", r.config.name);
+            let signed = sign_up(http, r, &name, &email, DEMO_PASSWORD).await?;
             users.push(json!({
-                "id": user["user"]["id"],
-                "name": user["user"]["name"],
+                "id": signed["user"]["id"],
+                "name": name,
+                "email": email,
+                "password": DEMO_PASSWORD,
                 "homeRegion": r.config.name,
-                "token": user["token"],
+                "token": signed["token"],
+                "refreshToken": signed["refreshToken"],
             }));
         }
     }
-    Ok(json!({"adminToken": admin, "events": events, "users": users}))
+    Ok(json!({
+        "adminToken": admin_token,
+        "admin": {"id": admin.0.to_string(), "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
+                  "homeRegion": admin.1},
+        "events": events,
+        "users": users,
+    }))
+}
+
+/// The admin account: signed up in the shard its email hashes to, then made an admin the way
+/// an operator does, in that shard's primary:
+/// `UPDATE users SET role = 'admin' WHERE email = '...'`. Its id and home region.
+async fn make_admin(
+    http: &reqwest::Client,
+    regions: &[Region],
+    ids: &[u8],
+) -> anyhow::Result<(id_gen::Id, String)> {
+    let shard = wire::accounts::email_shard(ADMIN_EMAIL, ids).context("no regions")?;
+    let home = regions
+        .iter()
+        .find(|r| r.config.id == shard)
+        .context("the admin email's region")?;
+    let signed = sign_up(http, home, "Admin", ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let id: id_gen::Id = signed["user"]["id"]
+        .as_str()
+        .context("admin user id")?
+        .parse()?;
+    let mut db = sqlx::PgConnection::connect(&home.primary_url).await?;
+    sqlx::query("UPDATE users SET role = 'admin' WHERE email = $1")
+        .bind(ADMIN_EMAIL)
+        .execute(&mut db)
+        .await
+        .context("making the admin an admin")?;
+    Ok((id, home.config.name.clone()))
+}
+
+/// Signs up on `region`'s node, which must own the email's shard.
+async fn sign_up(
+    http: &reqwest::Client,
+    region: &Region,
+    name: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<Value> {
+    post(
+        http,
+        &format!("{}/api/v1/users", region.node_url),
+        None,
+        json!({"name": name, "email": email, "password": password}),
+    )
+    .await
 }
 
 /// A city to name the demo venue after.

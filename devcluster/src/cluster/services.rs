@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
-use region_node::config::{Config as NodeConfig, RegionConfig, ShardConfig};
+use region_node::config::{Config as NodeConfig, PasswordConfig, RegionConfig, ShardConfig};
 use testkit::postgres::PgCluster;
 use testkit::process::{spawn_tied, ChildSpec};
 
@@ -36,6 +36,7 @@ impl Cluster {
         };
         config.database.url = primary_url.to_owned();
         config.auth.jwt_secret = secret.to_owned();
+        config.auth.password = local_password_cost();
         config.reads.shards = replicas
             .iter()
             .map(|(shard, _, url)| ShardConfig {
@@ -97,13 +98,25 @@ impl Cluster {
     }
 }
 
-/// A router of `region`, finding every endpoint by name through the region's DNS server.
+/// Argon2id at 1 MiB and one pass: about a millisecond a hash, so loadgen's sign-ups stay
+/// cheap on one machine. A deployment keeps the OWASP-level default of `PasswordConfig`.
+fn local_password_cost() -> PasswordConfig {
+    PasswordConfig {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    }
+}
+
+/// A router of `region`, finding every endpoint by name through the region's DNS server and
+/// checking bearer tokens with the deployment's `secret`.
 pub(super) fn router_config(
     layout: Layout,
     table: &[RegionConfig],
     region: &RegionConfig,
     listen: SocketAddr,
     nameserver: SocketAddr,
+    secret: &str,
 ) -> anyhow::Result<router::Config> {
     let mut config = router::Config {
         region: region.name.clone(),
@@ -111,6 +124,7 @@ pub(super) fn router_config(
         listen,
         ..router::Config::default()
     };
+    config.auth.jwt_secret = secret.to_owned();
     config.regions = table
         .iter()
         .enumerate()

@@ -5,7 +5,7 @@ use crate::booking::request::CancelRequest;
 use crate::booking::store;
 use crate::booking::views::BookingView;
 use crate::error::{ApiError, ApiResult};
-use crate::identity::auth::AuthUser;
+use crate::identity::auth::{AuthUser, Permissions};
 use crate::ids::{ensure_home, id_from_db};
 use crate::state::Node;
 

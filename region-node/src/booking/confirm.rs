@@ -13,7 +13,7 @@ use crate::booking::request::ConfirmRequest;
 use crate::booking::store;
 use crate::booking::views::{BookingRow, BookingView};
 use crate::error::{ApiError, ApiResult};
-use crate::identity::auth::AuthUser;
+use crate::identity::auth::{AuthUser, Permissions};
 use crate::ids::{ensure_home, id_from_db};
 use crate::state::Node;
 

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use crate::booking::store;
 use crate::booking::views::{BookingView, TicketRef};
 use crate::error::{ApiError, ApiResult};
-use crate::identity::auth::AuthUser;
+use crate::identity::auth::{AuthUser, Permissions};
 use crate::ids::id_from_db;
 use crate::reads::answer::ReadAnswer;
 use crate::reads::consistency::ReadAfter;

@@ -16,7 +16,7 @@ use wire::error::public_parse_message;
 
 use crate::booking::idempotency::key_from_headers;
 use crate::error::ApiError;
-use crate::identity::auth::AuthUser;
+use crate::identity::auth::{AuthUser, Permissions};
 use crate::input::parse_id;
 use crate::reads::consistency::ReadAfter;
 use crate::state::Node;
@@ -91,7 +91,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// The caller, from a valid bearer token.
+/// The caller, from a valid bearer token. Handlers take it before their body, so a request
+/// without one gets `401` before anything in its body is looked at.
 pub struct Caller(pub AuthUser);
 
 impl FromRequestParts<Arc<Node>> for Caller {
@@ -103,7 +104,7 @@ impl FromRequestParts<Arc<Node>> for Caller {
             .get(AUTHORIZATION)
             // A header that is not text is no `Bearer <token>` either.
             .map(|h| h.to_str().unwrap_or_default());
-        node.tokens.caller(authorization).map(Caller)
+        Ok(Caller(node.tokens.caller(authorization)?))
     }
 }
 

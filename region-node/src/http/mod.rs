@@ -11,6 +11,7 @@ use crate::catalog::events::MAX_LIST;
 use crate::error::ApiError;
 use crate::state::Node;
 
+mod auth;
 mod booking;
 mod events;
 pub mod extract;
@@ -24,6 +25,9 @@ pub fn api_routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/users", post(users::create))
         .route("/users/{id}", get(users::get))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
         .route("/events", get(events::list).post(events::create))
         .route("/events/{id}", get(events::get))
         .route("/tickets", get(tickets::availability))

@@ -1,75 +1,46 @@
-//! Users: sign-up in the caller's region (the id carries it) and lookup.
+//! Users as the API shows them, and the lookup of one (their own record, or any for an admin).
 
 use chrono::{DateTime, Utc};
 use id_gen::Id;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{ApiError, ApiResult};
-use crate::identity::auth::{AuthUser, Role};
+use crate::identity::auth::{AuthUser, Permissions, Role};
+use crate::identity::store::{self, UserRow};
 use crate::ids::id_from_db;
-use crate::input::text;
 use crate::reads::answer::ReadAnswer;
 use crate::reads::consistency::ReadAfter;
 use crate::state::Node;
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NewUser {
-    pub name: String,
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct UserRow {
-    id: i64,
-    name: String,
-    home_region: String,
-    created_at: DateTime<Utc>,
-}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     pub id: Id,
     pub name: String,
+    /// The region whose shard holds the user (the one the email hashes to).
     pub home_region: String,
+    /// `null` for users from before accounts.
+    pub email: Option<String>,
+    pub role: Role,
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SignedUpUser {
-    pub user: UserView,
-    pub token: String,
-}
-
 impl UserView {
-    fn from_row(row: UserRow) -> ApiResult<UserView> {
+    pub fn from_row(row: UserRow) -> ApiResult<UserView> {
         Ok(UserView {
             id: id_from_db(row.id)?,
+            role: role_from_db(&row.role)?,
             name: row.name,
             home_region: row.home_region,
+            email: row.email,
             created_at: row.created_at,
         })
     }
 }
 
-pub async fn create(node: &Node, new: NewUser) -> ApiResult<SignedUpUser> {
-    let name = text("name", &new.name, 1, 200, false)?;
-    let id = node.ids.next()?;
-    let row: UserRow = sqlx::query_as(
-        "INSERT INTO users (id, name, home_region) VALUES ($1, $2, $3)
-         RETURNING id, name, home_region, created_at",
-    )
-    .bind(id.as_i64())
-    .bind(name)
-    .bind(&node.config.region)
-    .fetch_one(&node.pool)
-    .await?;
-    let token = node.tokens.issue(id, Role::User)?;
-    Ok(SignedUpUser {
-        user: UserView::from_row(row)?,
-        token,
-    })
+/// A role read back from the database; the column's CHECK allows no other.
+fn role_from_db(role: &str) -> ApiResult<Role> {
+    Role::parse(role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad role {role:?} in db")))
 }
 
 /// A user's own record (or any, for an admin).
@@ -81,11 +52,8 @@ pub async fn get(
 ) -> ApiResult<ReadAnswer> {
     caller.ensure_can_act_for(id, "user record")?;
     let source = node.read_source(node.shard_of(id)?, after).await?;
-    let row: UserRow =
-        sqlx::query_as("SELECT id, name, home_region, created_at FROM users WHERE id = $1")
-            .bind(id.as_i64())
-            .fetch_optional(&source.pool)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("user {id}")))?;
+    let row = store::user_by_id(&source.pool, id.as_i64())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {id}")))?;
     ReadAnswer::uncached(&UserView::from_row(row)?, &source)
 }

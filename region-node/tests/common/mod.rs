@@ -4,6 +4,8 @@
 
 pub mod node;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use node::TestNode;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -14,11 +16,32 @@ pub struct Api {
     pub admin: String,
 }
 
-/// A signed-up user and their token.
+/// The password every test account signs up with.
+pub const PASSWORD: &str = "test-password";
+
+/// A signed-up user, their credentials and tokens.
 #[derive(Clone)]
 pub struct User {
     pub id: String,
+    pub email: String,
     pub token: String,
+    pub refresh_token: String,
+}
+
+impl User {
+    /// The user of a sign-up, login or refresh answer.
+    pub fn signed_in(body: &Value) -> User {
+        let text = |v: &Value| v.as_str().expect("a string").to_owned();
+        User {
+            id: text(&body["user"]["id"]),
+            email: body["user"]["email"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            token: text(&body["token"]),
+            refresh_token: text(&body["refreshToken"]),
+        }
+    }
 }
 
 pub struct Answer {
@@ -92,8 +115,13 @@ impl Api {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.expect("response body");
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{status} answer is not JSON ({e}): {text:?}"));
+        // No body at all (a 204) is `null`; anything else must be JSON.
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{status} answer is not JSON ({e}): {text:?}"))
+        };
         Answer {
             status,
             body,
@@ -149,15 +177,28 @@ impl Api {
             .await
     }
 
+    /// A new account named `name`, with an email of this node's shard and `PASSWORD`.
     pub async fn signup(&self, name: &str) -> User {
-        let answer = self.post("/users", None, json!({ "name": name })).await;
+        static SIGNUPS: AtomicUsize = AtomicUsize::new(0);
+        let slug: String = name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let email = self
+            .node
+            .email(&slug, SIGNUPS.fetch_add(1, Ordering::Relaxed));
+        let answer = self
+            .post(
+                "/users",
+                None,
+                json!({ "name": name, "email": email, "password": PASSWORD }),
+            )
+            .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
         User {
-            id: answer.body["user"]["id"]
-                .as_str()
-                .expect("user id")
-                .to_owned(),
-            token: answer.body["token"].as_str().expect("token").to_owned(),
+            email,
+            ..User::signed_in(&answer.body)
         }
     }
 

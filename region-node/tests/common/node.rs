@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use region_node::booking::store::Claims;
-use region_node::config::Config;
-use region_node::identity::auth::Role;
+use region_node::config::{Config, PasswordConfig};
+use region_node::identity::auth::{Grant, Role};
 use region_node::Node;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -15,12 +15,18 @@ use testkit::TestService;
 /// The secret test nodes sign tokens with.
 pub const TEST_JWT_SECRET: &str = "test-secret-for-integration-tests-only";
 
-/// Settings for a node under test: quick sweeps and payments, so tests run fast.
+/// Settings for a node under test: quick sweeps and payments and the cheapest password hash
+/// argon2 allows, so tests run fast.
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::default();
     config.database.url = database_url.to_owned();
     config.database.max_connections = 16;
     config.auth.jwt_secret = TEST_JWT_SECRET.into();
+    config.auth.password = PasswordConfig {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
     config.booking.payment_delay_ms = 20;
     config.booking.sweep_interval_ms = 200;
     config
@@ -101,12 +107,31 @@ impl TestNode {
         format!("{}/api/v1{path}", self.base_url)
     }
 
+    /// An operator-minted admin token (no session), as devcluster makes for its tools.
     pub fn admin_token(&self) -> String {
         let admin = self.node.ids.next().expect("mint an id for the admin");
+        let grant = Grant {
+            user: admin,
+            role: Role::Admin,
+            session: None,
+        };
         self.node
             .tokens
-            .issue(admin, Role::Admin)
+            .issue(grant, std::time::Duration::from_secs(3600))
             .expect("sign an admin token")
+            .token
+    }
+
+    /// An email that this node's shard owns, made unique by `n`.
+    pub fn email(&self, local: &str, n: usize) -> String {
+        let config = &self.node.config;
+        wire::accounts::email_homed_in(
+            &format!("{local}{n}"),
+            "test.example",
+            self.node.region_id.get(),
+            &config.region_ids(),
+        )
+        .expect("an email of this shard")
     }
 
     /// Graceful stop: in-flight requests finish, the machine lease is given back.

@@ -1,5 +1,5 @@
-//! `/api/v1/*`: every API request is read (bounded) and handed to the proxy; nodes answer
-//! unknown API routes themselves.
+//! `/api/v1/*`: every API request's caller is checked where the route needs one, then its
+//! body is read (bounded) and handed to the proxy; nodes answer unknown API routes themselves.
 
 use std::net::SocketAddr;
 
@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body as _;
 
 use crate::error::RouterError;
+use crate::identity;
 use crate::proxy;
 use crate::state::App;
 use crate::upstream::answer::UpstreamTiming;
@@ -24,14 +25,18 @@ pub fn is_api(path: &str) -> bool {
     }
 }
 
-/// Any API request from `peer`: routed and forwarded. The upstream's timing, when one answered,
-/// is returned beside the response for `Server-Timing`.
+/// Any API request from `peer`: its caller checked (identity first: before its body is read),
+/// routed and forwarded. The upstream's timing, when one answered, is returned beside the
+/// response for `Server-Timing`.
 pub async fn api(
     app: &App,
     peer: SocketAddr,
     request: Request,
 ) -> (Response, Option<UpstreamTiming<'_>>) {
     let (parts, body) = request.into_parts();
+    if let Err(error) = identity::check(&app.tokens, &parts) {
+        return (error.into_response(), None);
+    }
     match read_body(body, &parts.headers, app.config.http.body_limit_bytes).await {
         Ok(body) => proxy::proxy(app, peer.ip(), parts, body)
             .await

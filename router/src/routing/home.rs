@@ -1,9 +1,11 @@
 //! The home region a request names, found without a lookup: the region bits of a Snowflake id
-//! (DESIGN section 1) in the path, the query or a JSON body field, or a region named in the body.
+//! (DESIGN section 1) in the path, the query or a JSON body field (a refresh token's session
+//! id too), a region named in the body, or the shard an email hashes to.
 
 use id_gen::Id;
 use serde::Deserialize;
 use serde_json::Value;
+use wire::accounts::{email_shard, normalize_email, RefreshToken};
 use wire::error::public_parse_message;
 
 use crate::error::RouterError;
@@ -77,4 +79,30 @@ pub fn home_named<'a>(
             regions.names().join(", ")
         ))
     })
+}
+
+/// The region whose shard owns the body's `email` (`wire::accounts::email_shard`).
+pub fn home_of_email<'a>(body: &[u8], regions: &'a Regions) -> Result<&'a Region, RouterError> {
+    let value = field(body, "email")?;
+    let email = value
+        .as_str()
+        .ok_or_else(|| RouterError::Validation("email must be a string".into()))?;
+    let email = normalize_email(email)?;
+    let ids: Vec<u8> = regions.all().iter().map(|r| r.id).collect();
+    email_shard(&email, &ids)
+        .and_then(|id| regions.by_id(id))
+        .ok_or_else(|| RouterError::Internal(anyhow::anyhow!("no region to hold accounts")))
+}
+
+/// The region holding the session of the body's `refreshToken`, named by its id's region
+/// bits. A token that names none is a bad credential (`401`), as at the node.
+pub fn home_of_session<'a>(body: &[u8], regions: &'a Regions) -> Result<&'a Region, RouterError> {
+    let value = field(body, "refreshToken")?;
+    let token = value
+        .as_str()
+        .ok_or_else(|| RouterError::Validation("refreshToken must be a string".into()))?;
+    let session = RefreshToken::parse(token)?.session;
+    regions
+        .by_id(session.region().get())
+        .ok_or_else(|| RouterError::from(wire::accounts::AccountError::BadRefreshToken))
 }

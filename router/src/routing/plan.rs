@@ -4,7 +4,7 @@
 use axum::http::Method;
 
 use crate::error::RouterError;
-use crate::routing::home::{home_named, home_of_id, read_home};
+use crate::routing::home::{home_named, home_of_email, home_of_id, home_of_session, read_home};
 use crate::routing::regions::{Region, Regions};
 
 /// Where a request goes.
@@ -48,7 +48,12 @@ pub enum WriteRule {
     BookingId,
     /// A region name in the body (`homeRegion`): creating an event.
     HomeRegion,
-    /// The caller's region: creating a user (users live where they signed up).
+    /// The shard the body's `email` hashes to: signing up (one primary decides whether an
+    /// email is taken).
+    EmailShard,
+    /// The region of the session in the body's `refreshToken`: refresh and logout.
+    Session,
+    /// The caller's region: logging in (the session lives near its user).
     ClientRegion,
     /// Anything else: the local node decides (and refuses what is not its own).
     Local,
@@ -67,7 +72,9 @@ pub fn write_rule(method: &Method, path: &str) -> WriteRule {
         "/api/v1/booking/reserve" | "/api/v1/tickets/create" => WriteRule::EventId,
         "/api/v1/booking/confirm" | "/api/v1/booking/cancel" => WriteRule::BookingId,
         "/api/v1/events" => WriteRule::HomeRegion,
-        "/api/v1/users" => WriteRule::ClientRegion,
+        "/api/v1/users" => WriteRule::EmailShard,
+        "/api/v1/auth/login" => WriteRule::ClientRegion,
+        "/api/v1/auth/refresh" | "/api/v1/auth/logout" => WriteRule::Session,
         _ => WriteRule::Local,
     }
 }
@@ -96,6 +103,8 @@ pub fn plan<'a>(input: &RouteInput<'_>, regions: &'a Regions) -> Result<Plan<'a>
         WriteRule::EventId => home_of_id(input.body, "eventId", regions)?,
         WriteRule::BookingId => home_of_id(input.body, "bookingId", regions)?,
         WriteRule::HomeRegion => home_named(input.body, "homeRegion", regions)?,
+        WriteRule::EmailShard => home_of_email(input.body, regions)?,
+        WriteRule::Session => home_of_session(input.body, regions)?,
         WriteRule::ClientRegion => regions
             .by_name(input.client_region)
             .unwrap_or(regions.own()),
@@ -192,13 +201,13 @@ mod tests {
     }
 
     #[test]
-    fn users_follow_the_client_region_and_other_writes_stay_local() {
+    fn logins_follow_the_client_region_and_other_writes_stay_local() {
         let r = regions();
-        let users = |client_region: &str| {
+        let login = |client_region: &str| {
             write_home(plan(
                 &RouteInput {
                     method: &Method::POST,
-                    path: "/api/v1/users",
+                    path: "/api/v1/auth/login",
                     query: None,
                     body: b"{}",
                     client_region,
@@ -207,12 +216,31 @@ mod tests {
                 &r,
             ))
         };
-        assert_eq!(users("us-east"), ("us-east".into(), Via::LocalNode));
-        assert_eq!(users("eu-west"), ("eu-west".into(), Via::PeerRouter));
+        assert_eq!(login("us-east"), ("us-east".into(), Via::LocalNode));
+        assert_eq!(login("eu-west"), ("eu-west".into(), Via::PeerRouter));
         let other = route(&r, Method::DELETE, "/api/v1/booking/reserve", "garbage");
         assert_eq!(write_home(other), ("us-east".into(), Via::LocalNode));
         let other = route(&r, Method::POST, "/api/v1/whatever", "");
         assert_eq!(write_home(other), ("us-east".into(), Via::LocalNode));
+    }
+
+    #[test]
+    fn sign_ups_go_to_the_email_shard_and_refreshes_to_the_session() {
+        let r = regions();
+        let ids = [1, 2, 3];
+        for (region, name) in [(1, "us-east"), (2, "eu-west"), (3, "ap-southeast")] {
+            let email = wire::accounts::email_homed_in("ann", "example.com", region, &ids)
+                .unwrap()
+                .to_uppercase();
+            let body = format!(r#"{{"name": "Ann", "email": " {email} ", "password": "x"}}"#);
+            let (home, _) = write_home(route(&r, Method::POST, "/api/v1/users", &body));
+            assert_eq!(home, name, "{email}");
+            let token = format!(r#"{{"refreshToken": "{}.{}"}}"#, id(region), "A".repeat(43));
+            for path in ["/api/v1/auth/refresh", "/api/v1/auth/logout"] {
+                let (home, _) = write_home(route(&r, Method::POST, path, &token));
+                assert_eq!(home, name, "{path}");
+            }
+        }
     }
 
     #[test]
@@ -251,6 +279,18 @@ mod tests {
         );
         assert_eq!(code("/api/v1/events", r#"{"homeRegion": 2}"#), "validation");
         assert_eq!(code("/api/v1/events", r#"{"name": "x"}"#), "validation");
+        let users = "/api/v1/users";
+        assert_eq!(code(users, r#"{"name": "x"}"#), "validation");
+        assert_eq!(code(users, r#"{"email": 5}"#), "validation");
+        assert_eq!(code(users, r#"{"email": "not an email"}"#), "validation");
+        assert_eq!(code(users, "{"), "invalid_json");
+        let refresh = "/api/v1/auth/refresh";
+        assert_eq!(code(refresh, "{}"), "validation");
+        assert_eq!(code(refresh, r#"{"refreshToken": 1}"#), "validation");
+        // A refresh token that names no session of ours is a bad credential, not bad input.
+        assert_eq!(code(refresh, r#"{"refreshToken": "x.y"}"#), "unauthorized");
+        let stray = format!(r#"{{"refreshToken": "{}.{}"}}"#, id(9), "A".repeat(43));
+        assert_eq!(code(refresh, &stray), "unauthorized");
     }
 
     #[test]

@@ -24,6 +24,20 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 pub const REGIONS: [(&str, u8); 3] = wire::config::DEFAULT_REGIONS;
 
+/// The secret routers under test check bearer tokens with.
+pub const TEST_JWT_SECRET: &str = "router-test-secret-not-for-real-use";
+
+/// A valid access token of an ordinary user, signed with `TEST_JWT_SECRET`.
+pub fn user_token() -> String {
+    let keys = wire::token::TokenKeys::new(TEST_JWT_SECRET.as_bytes(), 5);
+    let grant = wire::token::Grant {
+        user: id_in(1),
+        role: wire::token::Role::User,
+        session: Some(id_in(1)),
+    };
+    keys.issue(grant, Duration::from_secs(3600)).unwrap().token
+}
+
 /// A Snowflake id minted in `region`.
 pub fn id_in(region: u8) -> Id {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -391,7 +405,7 @@ impl Fakes {
 /// A us-east router configuration with each region's (node, router) URLs from `urls`. Warming
 /// is off so that connection counts are the requests' own.
 pub fn config_with(urls: impl Fn(&str) -> (String, String)) -> Config {
-    Config {
+    let mut config = Config {
         region: "us-east".into(),
         router_name: "router-test".into(),
         regions: REGIONS
@@ -412,7 +426,9 @@ pub fn config_with(urls: impl Fn(&str) -> (String, String)) -> Config {
             ..UpstreamConfig::default()
         },
         ..Config::default()
-    }
+    };
+    config.auth.jwt_secret = TEST_JWT_SECRET.into();
+    config
 }
 
 /// The router under test, serving in-process on 127.0.0.1:0 until dropped.
@@ -452,8 +468,14 @@ impl RouterUnderTest {
     }
 }
 
-/// A test client: no proxies from the environment, bounded time.
+/// A test client signed in as an ordinary user (`user_token`): no proxies from the
+/// environment, bounded time.
 pub fn client() -> reqwest::Client {
+    signed_in(reqwest::Client::builder()).build().unwrap()
+}
+
+/// A test client that sends no token.
+pub fn anonymous_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(15))
@@ -461,14 +483,24 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A client whose connections come from `ip` (another loopback address), to play a proxy.
+/// A signed-in client whose connections come from `ip` (another loopback address), to play a
+/// proxy.
 pub fn client_from(ip: IpAddr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .local_address(ip)
-        .timeout(Duration::from_secs(15))
+    signed_in(reqwest::Client::builder().local_address(ip))
         .build()
         .unwrap()
+}
+
+fn signed_in(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", user_token()).parse().unwrap(),
+    );
+    builder
+        .no_proxy()
+        .timeout(Duration::from_secs(15))
+        .default_headers(headers)
 }
 
 pub async fn json_of(response: reqwest::Response) -> serde_json::Value {
