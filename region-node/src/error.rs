@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use wire::limits::Limited;
 use wire::ErrorEnvelope;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,9 @@ pub enum ApiError {
     MisdirectedAccount { home: String, local: String },
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// A user's or an event's budget is spent (`limits`); nothing was done.
+    #[error(transparent)]
+    RateLimited(#[from] Limited),
     #[error("the server is busy; retry shortly")]
     Unavailable,
     #[error("the request took too long")]
@@ -85,6 +89,7 @@ impl ApiError {
             | Conflict(_) => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Misdirected { .. } | MisdirectedAccount { .. } => StatusCode::MISDIRECTED_REQUEST,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +117,7 @@ impl ApiError {
             Conflict(_) => "conflict",
             EmailTaken => "email_taken",
             Misdirected { .. } | MisdirectedAccount { .. } => "misdirected",
+            RateLimited(_) => "rate_limited",
             Unavailable => "unavailable",
             Timeout => "timeout",
             Internal(_) => "internal",
@@ -126,6 +132,7 @@ impl ApiError {
             ApiError::TicketLimit { cap, held, .. } => envelope
                 .with("maxTicketsPerUser", json!(cap))
                 .with("mayAdd", json!((cap - held).max(0))),
+            ApiError::RateLimited(limited) => limited.envelope(),
             _ => envelope,
         }
     }
@@ -170,6 +177,10 @@ impl From<wire::accounts::AccountError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Its own answer: the envelope with Retry-After and the RateLimit fields.
+        if let ApiError::RateLimited(limited) = self {
+            return limited.into_response();
+        }
         if let ApiError::Internal(err) = &self {
             tracing::error!(error = ?err, "internal error");
         }

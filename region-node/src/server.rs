@@ -1,9 +1,10 @@
 //! The node assembled: the axum router of the API listener with its middleware, the
 //! operations listener's router, and `serve`, which runs both with the background loops
-//! (machine-lease renewal, expiry sweeper, replica lag watch) until shutdown.
+//! (machine-lease renewal, expiry sweeper, replica lag watch, rate-limit pruner) until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware;
@@ -63,7 +64,7 @@ pub fn ops_router(node: Arc<Node>) -> Router {
 }
 
 /// Runs the node on `listeners` until `shutdown` completes: HTTP (API and operations), the
-/// machine-lease renewal, the expiry sweeper and the lag watch. The lease is given back on the
+/// machine-lease renewal, the expiry sweeper, the lag watch and the rate-limit pruner. The lease is given back on the
 /// way out.
 pub async fn serve(
     config: Config,
@@ -81,10 +82,15 @@ pub async fn serve_node(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let lease: Arc<MachineLease> = node.ids.lease_handle();
+    let pruned = node.clone();
     let background = [
         tokio::spawn(lease.clone().keep_renewed(node.pool.clone())),
         tokio::spawn(sweeper::run(node.clone())),
         tokio::spawn(node.readers.clone().watch()),
+        tokio::spawn(wire::limits::prune_loop(
+            Duration::from_millis(node.config.limits.prune_interval_ms),
+            move || pruned.limits.prune(),
+        )),
     ];
     tracing::info!(
         addr = %listeners.api_addr()?,

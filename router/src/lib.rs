@@ -5,8 +5,9 @@
 //!
 //! Layers, each importing only those above it: the foundations (`config`, `cidr`, `cors`,
 //! `error`, `headers`, `metrics`, `trace`, `identity`: a protected request's bearer token,
-//! checked before its body is read); `routing` (pure decisions); `upstream` (the forwarding
-//! client); `readiness`; the shared `state`; `proxy` (one request end to end); `http` (thin
+//! checked before its body is read); `routing` (pure decisions); `limits` (rate limits per
+//! client address); `upstream` (the forwarding client); `readiness`; the shared `state`; `proxy`
+//! (one request end to end); `http` (thin
 //! handlers and middleware); `server` (assembled at the top).
 
 pub mod cidr;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod headers;
 pub mod http;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod readiness;

@@ -135,6 +135,7 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let warmer = spawn_warmer(&app);
+    let pruner = spawn_pruner(&app);
     tracing::info!(
         addr = %listeners.api_addr()?,
         ops = %listeners.ops_addr()?,
@@ -153,6 +154,7 @@ pub async fn serve_app(
     if let Some(warmer) = warmer {
         warmer.abort();
     }
+    pruner.abort();
     Ok(())
 }
 
@@ -170,6 +172,14 @@ fn spawn_warmer(app: &Arc<App>) -> Option<JoinHandle<()>> {
             tokio::time::sleep(every).await;
         }
     }))
+}
+
+/// Forgets idle client addresses every `limits.prune_interval_ms`, from now until aborted, so
+/// the rate limits' state stays bounded.
+fn spawn_pruner(app: &Arc<App>) -> JoinHandle<()> {
+    let every = Duration::from_millis(app.config.limits.prune_interval_ms);
+    let app = app.clone();
+    tokio::spawn(wire::limits::prune_loop(every, move || app.limits.prune()))
 }
 
 /// The router as a `wire` service: `wire::service::main` and `serve_from_file` run it.

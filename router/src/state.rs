@@ -9,6 +9,7 @@ use wire::ServiceConfig;
 
 use crate::config::Config;
 use crate::cors::Cors;
+use crate::limits::RouterLimits;
 use crate::metrics::Metrics;
 use crate::routing::client_region::ClientRegions;
 use crate::routing::regions::Regions;
@@ -24,6 +25,8 @@ pub struct App {
     pub tokens: TokenKeys,
     pub forwarder: Forwarder,
     pub metrics: Arc<Metrics>,
+    /// Rate limits per client address.
+    pub limits: RouterLimits,
     /// `<region>/<router>`: `X-Served-By` on answers the router gives itself, and the hop
     /// header on writes it sends to a peer router.
     pub name: HeaderValue,
@@ -50,6 +53,7 @@ impl App {
             config.auth.leeway_seconds,
         );
         let metrics = Arc::new(Metrics::new());
+        let limits = RouterLimits::new(&config.limits)?;
         let discovery = Discovery::new(&config.dns).context("building the DNS resolver")?;
         let forwarder = Forwarder::new(&config, discovery, metrics.clone())
             .context("building the upstream HTTP client")?;
@@ -64,6 +68,7 @@ impl App {
             tokens,
             forwarder,
             metrics,
+            limits,
             name,
         }))
     }

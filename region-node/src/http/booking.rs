@@ -11,14 +11,14 @@ use crate::booking::idempotency::{self, WriteAnswer};
 use crate::booking::request::{CancelRequest, ConfirmRequest, ReserveRequest};
 use crate::booking::{cancel, confirm, lookup, reserve};
 use crate::error::ApiResult;
-use crate::http::extract::{After, Caller, IdempotencyKey, Json, PathId, Query};
+use crate::http::extract::{After, Caller, IdempotencyKey, Json, PathId, Query, Writer};
 use crate::http::ListParams;
 use crate::reads::answer::ReadAnswer;
 use crate::state::Node;
 
 pub async fn reserve(
     State(node): State<Arc<Node>>,
-    Caller(user): Caller,
+    Writer(user): Writer,
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<ReserveRequest>,
 ) -> ApiResult<WriteAnswer> {
@@ -28,7 +28,7 @@ pub async fn reserve(
 
 pub async fn confirm(
     State(node): State<Arc<Node>>,
-    Caller(user): Caller,
+    Writer(user): Writer,
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<ConfirmRequest>,
 ) -> ApiResult<WriteAnswer> {
@@ -46,7 +46,7 @@ pub async fn confirm(
 
 pub async fn cancel(
     State(node): State<Arc<Node>>,
-    Caller(user): Caller,
+    Writer(user): Writer,
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<CancelRequest>,
 ) -> ApiResult<WriteAnswer> {

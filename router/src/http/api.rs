@@ -1,5 +1,6 @@
-//! `/api/v1/*`: every API request's caller is checked where the route needs one, then its
-//! body is read (bounded) and handed to the proxy; nodes answer unknown API routes themselves.
+//! `/api/v1/*`: every API request spends its client's rate-limit budget, its caller is checked
+//! where the route needs one, then its body is read (bounded) and handed to the proxy; nodes
+//! answer unknown API routes themselves.
 
 use std::net::SocketAddr;
 
@@ -11,6 +12,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body as _;
 
 use crate::error::RouterError;
+use crate::http::middleware::rate_limit;
 use crate::identity;
 use crate::proxy;
 use crate::state::App;
@@ -25,14 +27,17 @@ pub fn is_api(path: &str) -> bool {
     }
 }
 
-/// Any API request from `peer`: its caller checked (identity first: before its body is read),
-/// routed and forwarded. The upstream's timing, when one answered, is returned beside the
+/// Any API request from `peer`: within its rate limits, its caller checked (identity first:
+/// before its body is read), routed and forwarded. The upstream's timing, when one answered, is returned beside the
 /// response for `Server-Timing`.
 pub async fn api(
     app: &App,
     peer: SocketAddr,
     request: Request,
 ) -> (Response, Option<UpstreamTiming<'_>>) {
+    if let Err(limited) = rate_limit(app, peer.ip(), &request) {
+        return (RouterError::from(limited).into_response(), None);
+    }
     let (parts, body) = request.into_parts();
     if let Err(error) = identity::check(&app.tokens, &parts) {
         return (error.into_response(), None);
