@@ -27,7 +27,7 @@ use crate::state::Node;
 pub fn router(node: Arc<Node>) -> Router {
     let body_limit = node.config.http.body_limit_bytes;
     Router::new()
-        .nest("/api/v1", crate::http::api_routes())
+        .merge(crate::http::api_routes())
         .merge(crate::http::ops_routes())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

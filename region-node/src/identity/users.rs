@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use id_gen::Id;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::identity::auth::{AuthUser, Role};
@@ -12,9 +13,16 @@ use crate::reads::answer::ReadAnswer;
 use crate::reads::consistency::ReadAfter;
 use crate::state::Node;
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A sign-up: the user lives in the region they signed up in.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada Lovelace"}))]
 pub struct NewUser {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub name: String,
 }
 
@@ -26,7 +34,7 @@ struct UserRow {
     created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     pub id: Id,
@@ -35,10 +43,11 @@ pub struct UserView {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignedUpUser {
     pub user: UserView,
+    /// A bearer token for `Authorization: Bearer <token>`.
     pub token: String,
 }
 
