@@ -75,6 +75,12 @@ impl IntoResponse for ErrorEnvelope {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
+        // RFC 9110: a 401 names the scheme that would be accepted.
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }
@@ -106,5 +112,13 @@ mod tests {
         let response =
             ErrorEnvelope::new(StatusCode::NOT_FOUND, "not_found", "gone").into_response();
         assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn unauthorized_answers_name_the_bearer_scheme() {
+        let response =
+            ErrorEnvelope::new(StatusCode::UNAUTHORIZED, "unauthorized", "who?").into_response();
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
     }
 }

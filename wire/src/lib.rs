@@ -1,12 +1,15 @@
 //! What the router and the region-node both speak, written once: the JSON error envelope
 //! (`error`), the header names they exchange (`headers`), the request span they log under
-//! (`trace`), and the service bootstrap: figment configuration with a per-service prefix
+//! (`trace`), bearer tokens (`token`), where an account lives and what a refresh token looks
+//! like (`accounts`), and the service bootstrap: figment configuration with a per-service prefix
 //! (`config`), tracing, stop signals and the thin `main` (`service`).
 
+pub mod accounts;
 pub mod config;
 pub mod error;
 pub mod headers;
 pub mod service;
+pub mod token;
 pub mod trace;
 
 pub use config::{ConfigError, ServiceConfig};
