@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use wire::limits::Rate;
 use wire::{ConfigError, ServiceConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +25,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub ids: IdsConfig,
     pub reads: ReadsConfig,
+    pub limits: LimitsConfig,
 }
 
 /// Where and how this node reads. Without `shards`, every read goes to `database.url` (a
@@ -137,6 +139,53 @@ pub struct IdsConfig {
     pub max_clock_backward_ms: u64,
 }
 
+/// Rate limits (see `limits`), each `{enabled, per_second, burst}`: past one, `429` with
+/// `Retry-After` and the `RateLimit` fields. Per client address limits are the router's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Booking writes (reserve, confirm, cancel) per user, from the bearer token.
+    pub user_writes: Rate,
+    /// Reserves per event on its home node: a high ceiling, near what one primary can book
+    /// (about 5,000 a second measured), so a flood is refused rather than queued. The waiting
+    /// room (issue 11) is the real admission control.
+    pub event_reserves: Rate,
+    /// How often users and events whose budgets are full again are forgotten.
+    pub prune_interval_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            user_writes: Rate::new(5.0, 20),
+            event_reserves: Rate::new(5_000.0, 5_000),
+            prune_interval_ms: 5_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Every class's rate and burst times `factor`; `0` turns them all off.
+    pub fn scaled(&self, factor: f64) -> LimitsConfig {
+        LimitsConfig {
+            user_writes: self.user_writes.scaled(factor),
+            event_reserves: self.event_reserves.scaled(factor),
+            prune_interval_ms: self.prune_interval_ms,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.user_writes.validate("user_writes")?;
+        self.event_reserves.validate("event_reserves")?;
+        if self.prune_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.prune_interval_ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for IdsConfig {
     fn default() -> Self {
         IdsConfig {
@@ -159,6 +208,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             ids: IdsConfig::default(),
             reads: ReadsConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -276,7 +326,7 @@ impl ServiceConfig for Config {
         if self.ids.lease_ttl_seconds < 3 {
             return invalid("ids.lease_ttl_seconds must be at least 3".into());
         }
-        Ok(())
+        self.limits.validate()
     }
 }
 
@@ -294,5 +344,33 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.http.request_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        let mut config = Config::default();
+        config.auth.jwt_secret = "a secret of sixteen bytes or more".into();
+        config
+    }
+
+    #[test]
+    fn rate_limits_are_checked_and_scale_together() {
+        valid().validate().unwrap();
+        let mut config = valid();
+        config.limits.user_writes.per_second = f64::NAN;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("limits.user_writes.per_second"), "{error}");
+        let mut config = valid();
+        config.limits.event_reserves.burst = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("limits.event_reserves.burst"), "{error}");
+        let raised = LimitsConfig::default().scaled(1000.0);
+        assert_eq!(raised.user_writes, Rate::new(5_000.0, 20_000));
+        let off = LimitsConfig::default().scaled(0.0);
+        assert!(!off.user_writes.enabled && !off.event_reserves.enabled);
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use wire::limits::Limited;
 use wire::ErrorEnvelope;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("writes for events homed in {home} go to that region; this node serves {local}")]
     Misdirected { home: String, local: String },
+    /// A user's or an event's budget is spent (`limits`); nothing was done.
+    #[error(transparent)]
+    RateLimited(#[from] Limited),
     #[error("the server is busy; retry shortly")]
     Unavailable,
     #[error("the request took too long")]
@@ -73,6 +77,7 @@ impl ApiError {
             | Conflict(_) => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,6 +103,7 @@ impl ApiError {
             IdempotencyKeyReused => "idempotency_key_reused",
             Conflict(_) => "conflict",
             Misdirected { .. } => "misdirected",
+            RateLimited(_) => "rate_limited",
             Unavailable => "unavailable",
             Timeout => "timeout",
             Internal(_) => "internal",
@@ -109,6 +115,7 @@ impl ApiError {
         let envelope = ErrorEnvelope::new(self.status(), self.code(), self.to_string());
         match self {
             ApiError::SoldOut { available, .. } => envelope.with("available", json!(available)),
+            ApiError::RateLimited(limited) => limited.envelope(),
             _ => envelope,
         }
     }
@@ -134,6 +141,10 @@ impl From<id_gen::IdError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Its own answer: the envelope with Retry-After and the RateLimit fields.
+        if let ApiError::RateLimited(limited) = self {
+            return limited.into_response();
+        }
         if let ApiError::Internal(err) = &self {
             tracing::error!(error = ?err, "internal error");
         }

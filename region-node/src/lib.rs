@@ -7,8 +7,8 @@
 //! Layout, by concern: `booking/` (reserve with group commit, confirm, cancel; all booking SQL in
 //! `booking::store`), `catalog/` (events, tiers, tickets, sale terms), `reads/` (replica readers
 //! and lag, cache, consistency tokens, answers), `identity/` (tokens, users, machine lease),
-//! `ops/` (metrics, sweeper, health), `http/` (thin handlers). `state` is the shared state;
-//! `server` assembles it all.
+//! `ops/` (metrics, sweeper, health), `http/` (thin handlers), `limits` (rate limits per user
+//! and per event). `state` is the shared state; `server` assembles it all.
 
 pub mod booking;
 pub mod catalog;
@@ -18,6 +18,7 @@ pub mod http;
 pub mod identity;
 pub mod ids;
 pub mod input;
+pub mod limits;
 pub mod ops;
 pub mod reads;
 pub mod server;

@@ -1,8 +1,10 @@
 //! The node assembled: the axum router with its middleware, and `serve`, which runs it with the
-//! background loops (machine-lease renewal, expiry sweeper, replica lag watch) until shutdown.
+//! background loops (machine-lease renewal, expiry sweeper, replica lag watch, rate-limit
+//! pruner) until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -53,7 +55,8 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 /// Runs the node on `listener` until `shutdown` completes: HTTP, the machine-lease renewal,
-/// the expiry sweeper and the lag watch. The lease is given back on the way out.
+/// the expiry sweeper, the lag watch and the rate-limit pruner. The lease is given back on the
+/// way out.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -70,10 +73,15 @@ pub async fn serve_node(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let lease: Arc<MachineLease> = node.ids.lease_handle();
+    let pruned = node.clone();
     let background = [
         tokio::spawn(lease.clone().keep_renewed(node.pool.clone())),
         tokio::spawn(sweeper::run(node.clone())),
         tokio::spawn(node.readers.clone().watch()),
+        tokio::spawn(wire::limits::prune_loop(
+            Duration::from_millis(node.config.limits.prune_interval_ms),
+            move || pruned.limits.prune(),
+        )),
     ];
     tracing::info!(
         addr = %listener.local_addr()?,

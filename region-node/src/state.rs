@@ -1,6 +1,6 @@
 //! The node's shared state, built once at start and handed to every request: configuration,
 //! the primary's pool, the id source, token keys, metrics, the shard readers and read cache,
-//! and the reserve batcher. It holds only components that import nothing of it back (no
+//! the reserve batcher and the rate limiters. It holds only components that import nothing of it back (no
 //! feature logic, no HTTP), so no module depends on itself through it.
 
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::auth::TokenKeys;
 use crate::identity::lease::{IdSource, MachineLease};
+use crate::limits::NodeLimits;
 use crate::ops::metrics::Metrics;
 use crate::reads::cache::ReadCache;
 use crate::reads::consistency::{token_after_write, ReadAfter};
@@ -48,6 +49,8 @@ pub struct Node {
     pub batcher: Coalescer<Prepared, ApiResult<Reserved>>,
     pub claims: Claims,
     pub terms: TermsCache,
+    /// Booking writes per user, reserves per event.
+    pub limits: NodeLimits,
     /// `<region>/<node>`, stamped on every answer as `X-Served-By`.
     pub served_by: HeaderValue,
 }
@@ -62,6 +65,7 @@ impl Node {
     /// has another choice than row locks).
     pub async fn start_with(config: Config, claims: Claims) -> anyhow::Result<Arc<Node>> {
         config.validate()?;
+        let limits = NodeLimits::new(&config.limits)?;
         let region_id = RegionId::new(config.region_id(&config.region).unwrap_or_default())?;
         let pool = PgPoolOptions::new()
             .max_connections(config.database.max_connections)
@@ -119,6 +123,7 @@ impl Node {
             batcher,
             claims,
             terms: TermsCache::new(),
+            limits,
             served_by,
         }))
     }

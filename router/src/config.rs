@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use url::Url;
+use wire::limits::Rate;
 use wire::{ConfigError, ServiceConfig};
 
 use crate::cidr::Cidr;
@@ -32,6 +33,7 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     pub http: HttpConfig,
     pub upstream: UpstreamConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -120,6 +122,62 @@ pub struct UpstreamConfig {
     pub down_for_ms: u64,
 }
 
+/// Rate limits per client address (the TCP peer, or behind a trusted proxy the address it
+/// forwarded for; an IPv6 client by its /64), each `{enabled, per_second, burst}`. Classes and
+/// why: `limits`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Every API request except streams and the waiting room. Generous: many people may share
+    /// one address behind a NAT.
+    pub per_address: Rate,
+    /// `POST /api/v1/users`, on top of `per_address`: a person signs up once, a bot thousands
+    /// of times.
+    pub sign_ups: Rate,
+    /// `/api/v1/events/{id}/stream` connections, instead of `per_address` (issue 11).
+    pub streams: Rate,
+    /// `/api/v1/events/{id}/queue…`, the waiting room, instead of `per_address` (issue 11).
+    pub queue: Rate,
+    /// How often addresses whose budgets are full again are forgotten.
+    pub prune_interval_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            per_address: Rate::new(100.0, 200),
+            sign_ups: Rate::new(0.2, 10),
+            streams: Rate::new(2.0, 20),
+            queue: Rate::new(5.0, 20),
+            prune_interval_ms: 5_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Every class's rate and burst times `factor`; `0` turns them all off.
+    pub fn scaled(&self, factor: f64) -> LimitsConfig {
+        LimitsConfig {
+            per_address: self.per_address.scaled(factor),
+            sign_ups: self.sign_ups.scaled(factor),
+            streams: self.streams.scaled(factor),
+            queue: self.queue.scaled(factor),
+            prune_interval_ms: self.prune_interval_ms,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.per_address.validate("per_address")?;
+        self.sign_ups.validate("sign_ups")?;
+        self.streams.validate("streams")?;
+        self.queue.validate("queue")?;
+        if self.prune_interval_ms == 0 {
+            return invalid("limits.prune_interval_ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -133,6 +191,7 @@ impl Default for Config {
             timeouts: TimeoutsConfig::default(),
             http: HttpConfig::default(),
             upstream: UpstreamConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -207,7 +266,8 @@ impl ServiceConfig for Config {
         self.check_identity()?;
         self.check_regions()?;
         self.check_client_region_cidrs()?;
-        self.check_limits()
+        self.check_limits()?;
+        self.limits.validate()
     }
 }
 
@@ -353,6 +413,10 @@ mod tests {
             nameserver = "127.0.0.1:5353"
             [timeouts]
             connect_ms = 500
+            [limits.sign_ups]
+            burst = 3
+            [limits.streams]
+            enabled = false
         "#;
         let config = Config::from_figment(
             Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
@@ -368,6 +432,10 @@ mod tests {
         assert_eq!(config.timeouts.request_ms, 10_000);
         assert_eq!(config.regions.len(), 2);
         assert_eq!(config.client_region_cidrs[0].region, "us-east");
+        // A class's fields merge over its defaults one by one.
+        assert_eq!(config.limits.sign_ups, Rate::new(0.2, 3));
+        assert!(!config.limits.streams.enabled);
+        assert_eq!(config.limits.per_address, Rate::new(100.0, 200));
         assert!(config.trusted_proxies[0].contains("10.9.9.9".parse().unwrap()));
         let bad = Toml::string("trusted_proxies = [\"10.0.0.0/99\"]");
         let err =
@@ -407,5 +475,8 @@ mod tests {
                 .contains("fallback_order")
         );
         assert!(bad(&|c| c.timeouts.probe_ms = 5_000).contains("unreachable_ms"));
+        assert!(bad(&|c| c.limits.sign_ups.per_second = 0.0).contains("limits.sign_ups"));
+        assert!(bad(&|c| c.limits.per_address.burst = 0).contains("limits.per_address.burst"));
+        assert!(bad(&|c| c.limits.prune_interval_ms = 0).contains("prune_interval_ms"));
     }
 }

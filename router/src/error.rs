@@ -4,6 +4,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use wire::limits::Limited;
 use wire::ErrorEnvelope;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,9 @@ pub enum RouterError {
     /// The upstream was alive but did not answer within the request timeout.
     #[error("region {region} did not answer in time")]
     UpstreamTimeout { region: String },
+    /// A client address spent its budget (`limits`); nothing was forwarded.
+    #[error(transparent)]
+    RateLimited(#[from] Limited),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -55,6 +59,7 @@ impl RouterError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,18 +77,26 @@ impl RouterError {
             HomeRegionUnreachable { .. } => "home_region_unreachable",
             ReadUnavailable { .. } => "region_unreachable",
             UpstreamTimeout { .. } => "upstream_timeout",
+            RateLimited(_) => "rate_limited",
             Internal(_) => "internal",
         }
     }
 
     /// The JSON error of DESIGN section 5, as nodes answer.
     pub fn envelope(&self) -> ErrorEnvelope {
-        ErrorEnvelope::new(self.status(), self.code(), self.to_string())
+        match self {
+            RouterError::RateLimited(limited) => limited.envelope(),
+            _ => ErrorEnvelope::new(self.status(), self.code(), self.to_string()),
+        }
     }
 }
 
 impl IntoResponse for RouterError {
     fn into_response(self) -> Response {
+        // Its own answer: the envelope with Retry-After and the RateLimit fields.
+        if let RouterError::RateLimited(limited) = self {
+            return limited.into_response();
+        }
         match &self {
             RouterError::Internal(err) => tracing::error!(error = ?err, "internal error"),
             RouterError::HomeRegionUnreachable { .. }

@@ -4,8 +4,8 @@
 //! It never runs SQL. See `shared/DESIGN.md`, sections 1 and 2.
 //!
 //! Layers, each importing only those above it: the foundations (`config`, `cidr`, `error`,
-//! `headers`, `metrics`, `trace`); `routing` (pure decisions); `upstream` (the forwarding
-//! client); `readiness`; the shared `state`; `proxy` (one request end to end); `http` (thin
+//! `headers`, `metrics`, `trace`); `routing` (pure decisions); `limits` (rate limits per client
+//! address); `upstream` (the forwarding client); `readiness`; the shared `state`; `proxy` (one request end to end); `http` (thin
 //! handlers and middleware); `server` (assembled at the top).
 
 pub mod cidr;
@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod headers;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod readiness;

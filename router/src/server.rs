@@ -148,6 +148,7 @@ pub async fn serve_app(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let warmer = spawn_warmer(&app);
+    let pruner = spawn_pruner(&app);
     tracing::info!(
         %addr,
         region = %app.config.region,
@@ -168,6 +169,7 @@ pub async fn serve_app(
     if let Some(warmer) = warmer {
         warmer.abort();
     }
+    pruner.abort();
     result.context("http server")
 }
 
@@ -185,6 +187,14 @@ fn spawn_warmer(app: &Arc<App>) -> Option<JoinHandle<()>> {
             tokio::time::sleep(every).await;
         }
     }))
+}
+
+/// Forgets idle client addresses every `limits.prune_interval_ms`, from now until aborted, so
+/// the rate limits' state stays bounded.
+fn spawn_pruner(app: &Arc<App>) -> JoinHandle<()> {
+    let every = Duration::from_millis(app.config.limits.prune_interval_ms);
+    let app = app.clone();
+    tokio::spawn(wire::limits::prune_loop(every, move || app.limits.prune()))
 }
 
 /// The router as a `wire` service: `wire::service::main` and `serve_from_file` run it.

@@ -7,6 +7,7 @@ use axum::http::HeaderValue;
 use wire::ServiceConfig;
 
 use crate::config::Config;
+use crate::limits::RouterLimits;
 use crate::metrics::Metrics;
 use crate::routing::client_region::ClientRegions;
 use crate::routing::regions::Regions;
@@ -20,6 +21,8 @@ pub struct App {
     pub client_regions: ClientRegions,
     pub forwarder: Forwarder,
     pub metrics: Arc<Metrics>,
+    /// Rate limits per client address.
+    pub limits: RouterLimits,
     /// `<region>/<router>`: `X-Served-By` on answers the router gives itself, and the hop
     /// header on writes it sends to a peer router.
     pub name: HeaderValue,
@@ -41,6 +44,7 @@ impl App {
                 .collect(),
         );
         let metrics = Arc::new(Metrics::new());
+        let limits = RouterLimits::new(&config.limits)?;
         let discovery = Discovery::new(&config.dns).context("building the DNS resolver")?;
         let forwarder = Forwarder::new(&config, discovery, metrics.clone())
             .context("building the upstream HTTP client")?;
@@ -52,6 +56,7 @@ impl App {
             client_regions,
             forwarder,
             metrics,
+            limits,
             name,
         }))
     }

@@ -24,3 +24,7 @@ pub const X_READ_SOURCE: HeaderName = HeaderName::from_static("x-read-source");
 pub const X_STALE: HeaderName = HeaderName::from_static("x-stale");
 /// Shards a gather over every shard could not read (its answer is partial).
 pub const X_MISSING_SHARDS: HeaderName = HeaderName::from_static("x-missing-shards");
+/// The quota policy a rate limit applies (draft-ietf-httpapi-ratelimit-headers): on `429`.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// What is left of that policy's quota now, and when more comes: on `429`.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");

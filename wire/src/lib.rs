@@ -1,13 +1,15 @@
 //! What the router and the region-node both speak, written once: the JSON error envelope
 //! (`error`), the header names they exchange (`headers`), the request span they log under
 //! (`trace`), bearer tokens (`token`), where an account lives and what a refresh token looks
-//! like (`accounts`), and the service bootstrap: figment configuration with a per-service prefix
-//! (`config`), tracing, stop signals and the thin `main` (`service`).
+//! like (`accounts`), rate limits and their `429` answer (`limits`), and the service bootstrap:
+//! figment configuration with a per-service prefix (`config`), tracing, stop signals and the
+//! thin `main` (`service`).
 
 pub mod accounts;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod limits;
 pub mod service;
 pub mod token;
 pub mod trace;

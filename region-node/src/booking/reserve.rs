@@ -52,7 +52,8 @@ pub async fn reserve(
     }
 }
 
-/// Validation, the event's terms and prices, and the booking's id: everything but the claim.
+/// Validation, the event's reserve budget (`limits`), its terms and prices, and the booking's
+/// id: everything but the claim.
 async fn prepare(
     node: &Node,
     user: AuthUser,
@@ -61,6 +62,7 @@ async fn prepare(
 ) -> ApiResult<Prepared> {
     let event_id = request.event_id;
     ensure_home(&node.config, event_id)?;
+    node.limits.event_reserve(event_id)?;
     let terms = node.terms.get(&node.pool, event_id).await?;
     if terms.status != "on_sale" {
         return Err(ApiError::EventNotOnSale(event_id.to_string()));

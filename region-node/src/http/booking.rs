@@ -12,7 +12,7 @@ use crate::booking::request::{CancelRequest, ConfirmRequest, ReserveRequest};
 use crate::booking::views::BookingView;
 use crate::booking::{cancel, confirm, lookup, reserve};
 use crate::error::ApiResult;
-use crate::http::extract::{After, Caller, IdempotencyKey, Json, PathId, Query};
+use crate::http::extract::{After, Caller, IdempotencyKey, Json, PathId, Query, Writer};
 use crate::http::openapi::{
     BadRequest, Conflict, Forbidden, KeyReused, Misdirected, NotFound, Unauthorized,
 };
@@ -63,7 +63,7 @@ use crate::state::Node;
 )]
 pub async fn reserve(
     State(node): State<Arc<Node>>,
-    Caller(user): Caller,
+    Writer(user): Writer,
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<ReserveRequest>,
 ) -> ApiResult<WriteAnswer> {
@@ -108,7 +108,7 @@ pub async fn reserve(
 )]
 pub async fn confirm(
     State(node): State<Arc<Node>>,
-    Caller(user): Caller,
+    Writer(user): Writer,
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<ConfirmRequest>,
 ) -> ApiResult<WriteAnswer> {
@@ -154,7 +154,7 @@ pub async fn confirm(
 )]
 pub async fn cancel(
     State(node): State<Arc<Node>>,
-    Caller(user): Caller,
+    Writer(user): Writer,
     IdempotencyKey(key): IdempotencyKey,
     Json(request): Json<CancelRequest>,
 ) -> ApiResult<WriteAnswer> {

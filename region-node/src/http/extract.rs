@@ -1,8 +1,8 @@
 //! Request extractors whose rejections are our JSON errors, so that bad input never reaches a
-//! handler and never gets axum's plain-text answers: the body, path ids, queries, the caller,
-//! consistency tokens and the `Idempotency-Key`. Those that read a path segment or a header say
-//! so in the OpenAPI document too (`IntoParams`), so a handler's parameters are documented by
-//! naming its extractors.
+//! handler and never gets axum's plain-text answers: the body, path ids, queries, the caller
+//! (and a booking write's caller, within its rate limit), consistency tokens and the
+//! `Idempotency-Key`. Those that read a path segment or a header say so in the OpenAPI document
+//! too (`IntoParams`), so a handler's parameters are documented by naming its extractors.
 
 use std::sync::Arc;
 
@@ -130,6 +130,20 @@ impl FromRequestParts<Arc<Node>> for Caller {
             // A header that is not text is no `Bearer <token>` either.
             .map(|h| h.to_str().unwrap_or_default());
         node.tokens.caller(authorization).map(Caller)
+    }
+}
+
+/// The caller of a booking write, who spends one of their writes (`limits`): identity first,
+/// then the limit, both before the body is read, so a refused write costs no parsing.
+pub struct Writer(pub AuthUser);
+
+impl FromRequestParts<Arc<Node>> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, ApiError> {
+        let Caller(user) = Caller::from_request_parts(parts, node).await?;
+        node.limits.user_write(user.id)?;
+        Ok(Writer(user))
     }
 }
 

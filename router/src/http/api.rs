@@ -1,5 +1,5 @@
-//! `/api/v1/*`: every API request is read (bounded) and handed to the proxy; nodes answer
-//! unknown API routes themselves.
+//! `/api/v1/*`: every API request spends its client's rate-limit budget, is read (bounded) and
+//! is handed to the proxy; nodes answer unknown API routes themselves.
 
 use std::net::SocketAddr;
 
@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body as _;
 
 use crate::error::RouterError;
+use crate::http::middleware::rate_limit;
 use crate::proxy;
 use crate::state::App;
 use crate::upstream::answer::UpstreamTiming;
@@ -24,13 +25,17 @@ pub fn is_api(path: &str) -> bool {
     }
 }
 
-/// Any API request from `peer`: routed and forwarded. The upstream's timing, when one answered,
-/// is returned beside the response for `Server-Timing`.
+/// Any API request from `peer`: within its rate limits, routed and forwarded (a refused one
+/// before its body is read). The upstream's timing, when one answered, is returned beside the
+/// response for `Server-Timing`.
 pub async fn api(
     app: &App,
     peer: SocketAddr,
     request: Request,
 ) -> (Response, Option<UpstreamTiming<'_>>) {
+    if let Err(limited) = rate_limit(app, peer.ip(), &request) {
+        return (RouterError::from(limited).into_response(), None);
+    }
     let (parts, body) = request.into_parts();
     match read_body(body, &parts.headers, app.config.http.body_limit_bytes).await {
         Ok(body) => proxy::proxy(app, peer.ip(), parts, body)

@@ -1,6 +1,7 @@
 //! What every request and answer passes through, called by the front service in `server`: the
-//! request id and the W3C trace context (`Ids`), the request's log events (`trace_answer`), and
-//! the stamp of `Server-Timing`, `X-Served-By` and the request counter (`stamp`).
+//! request id and the W3C trace context (`Ids`), the request's log events (`trace_answer`), the
+//! stamp of `Server-Timing`, `X-Served-By` and the request counter (`stamp`), and, for API
+//! requests, the rate limits per client address (`rate_limit`).
 //!
 //! Plain functions, not layers: `axum::middleware::from_fn` and tower-http's request-id and
 //! trace layers each boxed a future, cloned a service or wrapped the body per request; a proxy
@@ -8,13 +9,16 @@
 //! span (`wire::trace::request_span`) and the same events, at the same levels.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use wire::headers::{SERVER_TIMING, TRACEPARENT, X_REQUEST_ID, X_SERVED_BY};
+use wire::limits::Limited;
 
+use crate::limits::classify;
 use crate::metrics::RequestLabels;
 use crate::routing::plan::is_read;
 use crate::state::App;
@@ -71,6 +75,17 @@ impl Ids {
         }
         headers.insert(TRACEPARENT, self.traceparent);
     }
+}
+
+/// Spends an API request's rate-limit budgets (`limits`) under its client's address: the TCP
+/// `peer`, or behind a trusted proxy the address it forwarded for. A write another region's
+/// router forwarded counts here too (no header can vouch that it was counted there: a trusted
+/// load balancer passes its clients' headers on), against its client when that router is
+/// trusted, else against that router.
+pub fn rate_limit(app: &App, peer: IpAddr, request: &Request) -> Result<(), Limited> {
+    let client = app.client_regions.client_address(peer, request.headers());
+    let class = classify(request.method(), request.uri().path());
+    app.limits.admit(client, class)
 }
 
 /// The events tower-http's `TraceLayer` logged for an answer, in the request span: the answer

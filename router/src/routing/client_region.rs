@@ -1,4 +1,4 @@
-//! Working out which region a client is in.
+//! Working out which region a client is in, and its address (what rate limits count by).
 //!
 //! GeoDNS already sent the client to the nearest router, so the default is the router's own
 //! region. A proxy in front of the router (a CDN edge, a load balancer) may know better and say
@@ -78,11 +78,7 @@ impl ClientRegions {
                 };
             }
         }
-        let client = if trusted {
-            self.forwarded_client(peer, headers)
-        } else {
-            peer
-        };
+        let client = self.client_address(peer, headers);
         if let Some((_, region)) = self.table.iter().find(|(c, _)| c.contains(client)) {
             return ClientRegion {
                 region,
@@ -92,6 +88,16 @@ impl ClientRegions {
         ClientRegion {
             region: &self.own,
             source: Source::Default,
+        }
+    }
+
+    /// The client's address: the TCP peer, unless the peer is a trusted proxy (then the address
+    /// it forwarded for). An untrusted peer's `X-Forwarded-For` changes nothing.
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.is_trusted(peer) {
+            self.forwarded_client(peer, headers)
+        } else {
+            peer
         }
     }
 
