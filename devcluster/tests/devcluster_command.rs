@@ -1,8 +1,9 @@
 //! The README's main command: `devcluster` comes up, serves bookings, writes `cluster.json`
-//! (with the PIDs of its processes), and on SIGTERM leaves no process and no state behind; a
-//! second start works.
+//! (with the PIDs of its processes) and the files holding secrets readable by no one else, and
+//! on SIGTERM leaves no process and no state behind; a second start works.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ fn free_base_port(regions: u16) -> u16 {
             (0..regions).all(|r| {
                 [base + 1 + r, base + 1001 + r, base + 2001 + r]
                     .into_iter()
+                    .chain([base + 3001 + r, base + 3101 + r])
                     .chain((0..regions).map(|s| base + 2101 + 10 * r + s))
                     .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
             })
@@ -127,6 +129,30 @@ async fn devcluster_starts_books_stops_clean_and_starts_again() {
             .unwrap();
         assert_eq!(held.status(), reqwest::StatusCode::CREATED, "round {round}");
         assert_eq!(held.headers()["x-served-by"], "eu-west/node-1");
+
+        // The admin token, the demo tokens and the JWT secret: ours alone.
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        for file in ["cluster.json", "us-east-node.toml", "eu-west-router.toml"] {
+            assert_eq!(mode(&state_dir.join(file)), 0o600, "{file}");
+        }
+        let folder = mode(&state_dir);
+        assert_eq!(folder & 0o066, 0, "state folder mode {folder:o}");
+
+        // Metrics and the cluster view are on the operations listeners only.
+        let ops = regions[1]["nodeOps"].as_str().unwrap();
+        let view: Value = reqwest::get(format!("{ops}/cluster"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(view["region"], "eu-west");
+        let node = regions[1]["node"].as_str().unwrap();
+        let public = reqwest::get(format!("{node}/metrics")).await.unwrap();
+        assert_eq!(public.status(), reqwest::StatusCode::NOT_FOUND);
+        let ops = regions[0]["routerOps"].as_str().unwrap();
+        let metrics = reqwest::get(format!("{ops}/metrics")).await.unwrap();
+        assert_eq!(metrics.status(), reqwest::StatusCode::OK);
 
         stop(&mut child);
         assert!(!state_dir.exists(), "state folder left behind");

@@ -94,9 +94,12 @@ async fn second_node(cluster: &Cluster, region: &str) -> SecondNode {
     config.node_name = "node-2".into();
     config.listen = std::net::SocketAddr::from((ip, config.listen.port()));
     config.database.migrate = false;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let service = TestService::start_on(listener, |listener, shutdown| {
-        region_node::serve(config, listener, shutdown)
+    config.ops_listen = std::net::SocketAddr::from((ip, 0));
+    let listeners = wire::server::Listeners::bind(config.listen, config.ops_listen)
+        .await
+        .unwrap();
+    let service = TestService::start_on(listeners, |listeners, shutdown| {
+        region_node::serve(config, listeners, shutdown)
     })
     .unwrap();
     SecondNode { ip, service }

@@ -318,8 +318,10 @@ async fn build_fixture(
 async fn node_counters(api: &Api, target: &Target) -> BTreeMap<String, (u64, u64)> {
     let mut counters = BTreeMap::new();
     for region in &target.regions {
-        let Some(node) = &region.node else { continue };
-        let url = format!("{node}/api/v1/cluster");
+        let Some(ops) = &region.node_ops else {
+            continue;
+        };
+        let url = format!("{ops}/cluster");
         if let Ok(body) = api.must(Method::GET, &url, None, None).await {
             let cache = &body["cache"];
             if let (Some(hits), Some(misses)) = (cache["hits"].as_u64(), cache["misses"].as_u64()) {

@@ -49,7 +49,7 @@ pub struct Totals {
     pub per_second: f64,
 }
 
-/// A node's read cache over the run, from its `/api/v1/cluster` before and after.
+/// A node's read cache over the run, from its `/cluster` (operations listener) before and after.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeCounters {

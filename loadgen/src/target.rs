@@ -1,5 +1,5 @@
 //! What the load is aimed at: each region's router (where its virtual users connect), and, when
-//! known, its node (for cache counters), its primary (for the audit) and the PIDs of its
+//! known, its node's operations listener (for cache counters), its primary (for the audit) and the PIDs of its
 //! processes (for CPU per request). Read from devcluster's `cluster.json`, or given region by
 //! region on the command line.
 
@@ -16,7 +16,8 @@ use crate::cpu::{Group, Kind};
 pub struct Region {
     pub name: String,
     pub router: String,
-    pub node: Option<String>,
+    /// The node's operations listener, where its `/cluster` view is.
+    pub node_ops: Option<String>,
     pub primary: Option<String>,
     /// The region's processes, when the cluster runs on this machine and says.
     pub pids: Option<RegionPids>,
@@ -55,10 +56,11 @@ struct ClusterFile {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ClusterRegion {
     name: String,
     router: String,
-    node: Option<String>,
+    node_ops: Option<String>,
     primary: Option<String>,
     pids: Option<RegionPids>,
 }
@@ -94,7 +96,7 @@ impl Target {
                 .map(|r| Region {
                     name: r.name,
                     router: r.router,
-                    node: r.node,
+                    node_ops: r.node_ops,
                     primary: r.primary,
                     pids: r.pids,
                 })
@@ -119,7 +121,7 @@ impl Target {
             regions.push(Region {
                 name: name.into(),
                 router: url.into(),
-                node: None,
+                node_ops: None,
                 primary: None,
                 pids: None,
             });
@@ -223,7 +225,7 @@ impl Target {
     /// Load stays on this machine: every router, node and primary must be a loopback address.
     pub fn ensure_loopback(&self) -> anyhow::Result<()> {
         for r in &self.regions {
-            let urls = [Some(&r.router), r.node.as_ref(), r.primary.as_ref()];
+            let urls = [Some(&r.router), r.node_ops.as_ref(), r.primary.as_ref()];
             for url in urls.into_iter().flatten() {
                 if !is_loopback_url(url)? {
                     bail!(
@@ -326,6 +328,7 @@ mod tests {
             "devclusterPid": 100,
             "regions": [
                 {"name": "us-east", "router": "http://127.0.0.1:1",
+                 "node": "http://127.0.1.1:9081", "nodeOps": "http://127.0.0.1:11181",
                  "pids": {"router": 101, "node": 102, "primary": 103,
                           "replicas": {"us-east": 104, "eu-west": null}}},
                 {"name": "eu-west", "router": "http://127.0.0.1:2"}
@@ -334,6 +337,11 @@ mod tests {
         std::fs::write(&path, cluster.to_string()).unwrap();
         let target = Target::from_cluster_json(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
+        // The node's cache counters are read on its operations listener.
+        assert_eq!(
+            target.regions[0].node_ops.as_deref(),
+            Some("http://127.0.0.1:11181")
+        );
         let groups = target.cpu_groups(7);
         let summary: Vec<(Option<&str>, Kind, Vec<u32>, bool)> = groups
             .iter()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wire::limits::Rate;
+use wire::server::ConnectionLimits;
 use wire::{ConfigError, ServiceConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -15,8 +16,13 @@ pub struct Config {
     pub region: String,
     /// Name shown in `X-Served-By` and in logs.
     pub node_name: String,
-    /// Address the binary listens on (tests pass their own listener).
+    /// Address the binary serves the API on (tests pass their own listener).
     pub listen: SocketAddr,
+    /// Address of the operations endpoints (`/metrics`, `/cluster`, and `/healthz` and
+    /// `/readyz` again): loopback by default; the first two are not served on `listen`.
+    pub ops_listen: SocketAddr,
+    /// Client connections: header-read and idle timeouts, caps.
+    pub connections: ConnectionLimits,
     /// Every region of the deployment, with the id carried in Snowflake IDs.
     pub regions: Vec<RegionConfig>,
     pub database: DatabaseConfig,
@@ -201,6 +207,8 @@ impl Default for Config {
             region: "us-east".into(),
             node_name: "node-1".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9081)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 11181)),
+            connections: ConnectionLimits::default(),
             regions: default_regions(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
@@ -276,8 +284,17 @@ impl ServiceConfig for Config {
         self.listen
     }
 
+    fn ops_listen(&self) -> SocketAddr {
+        self.ops_listen
+    }
+
+    fn connections(&self) -> &ConnectionLimits {
+        &self.connections
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        self.connections.validate().map_err(ConfigError::Invalid)?;
         if self.auth.jwt_secret.len() < 16 {
             return invalid("auth.jwt_secret must be at least 16 bytes".into());
         }

@@ -25,7 +25,7 @@ pub mod server;
 pub mod state;
 
 pub use config::Config;
-pub use server::{router, serve, serve_node};
+pub use server::{ops_router, router, serve, serve_node};
 pub use state::{Node, MIGRATOR};
 
 /// The region-node as a deployable service (`wire::service::main` runs it).
@@ -37,9 +37,9 @@ impl wire::Service for NodeService {
 
     fn serve(
         config: Config,
-        listener: tokio::net::TcpListener,
+        listeners: wire::server::Listeners,
         shutdown: wire::Shutdown,
     ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
-        serve(config, listener, shutdown)
+        serve(config, listeners, shutdown)
     }
 }

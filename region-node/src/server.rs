@@ -1,21 +1,21 @@
-//! The node assembled: the axum router with its middleware, and `serve`, which runs it with the
-//! background loops (machine-lease renewal, expiry sweeper, replica lag watch, rate-limit
-//! pruner) until shutdown.
+//! The node assembled: the axum router of the API listener with its middleware, the
+//! operations listener's router, and `serve`, which runs both with the background loops
+//! (machine-lease renewal, expiry sweeper, replica lag watch, rate-limit pruner) until
+//! shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::Router;
-use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use wire::headers::X_REQUEST_ID;
+use wire::server::Listeners;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -25,12 +25,12 @@ use crate::identity::lease::MachineLease;
 use crate::ops::sweeper;
 use crate::state::Node;
 
-/// The node's routes and middleware, outermost last.
+/// The API listener's routes and middleware, outermost last.
 pub fn router(node: Arc<Node>) -> Router {
     let body_limit = node.config.http.body_limit_bytes;
     Router::new()
         .merge(crate::http::api_routes())
-        .merge(crate::http::ops_routes())
+        .merge(crate::http::health_routes())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .route_layer(middleware::from_fn_with_state(node.clone(), track))
@@ -54,22 +54,33 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// Runs the node on `listener` until `shutdown` completes: HTTP, the machine-lease renewal,
-/// the expiry sweeper, the lag watch and the rate-limit pruner. The lease is given back on the
+/// The operations listener's routes: `/metrics`, `/cluster` and health, with no API
+/// middleware (they are not API requests, and are not counted as such).
+pub fn ops_router(node: Arc<Node>) -> Router {
+    crate::http::health_routes()
+        .merge(crate::http::ops_only_routes())
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(node)
+}
+
+/// Runs the node on `listeners` until `shutdown` completes: HTTP (API and operations), the
+/// machine-lease renewal, the expiry sweeper, the lag watch and the rate-limit pruner. The
+/// lease is given back on the
 /// way out.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
-    serve_node(node, listener, shutdown).await
+    serve_node(node, listeners, shutdown).await
 }
 
 /// As `serve`, for a node already started (tests keep the `Node` to inspect it).
 pub async fn serve_node(
     node: Arc<Node>,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let lease: Arc<MachineLease> = node.ids.lease_handle();
@@ -84,15 +95,22 @@ pub async fn serve_node(
         )),
     ];
     tracing::info!(
-        addr = %listener.local_addr()?,
+        addr = %listeners.api_addr()?,
+        ops = %listeners.ops_addr()?,
         region = %node.config.region,
         node = %node.config.node_name,
         machine = lease.machine(),
         "region-node serving"
     );
-    let result = axum::serve(listener, router(node.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let api = router(node.clone());
+    wire::server::serve(
+        listeners,
+        &node.config.connections,
+        |_| api.clone(),
+        ops_router(node.clone()),
+        shutdown,
+    )
+    .await;
     for task in background {
         task.abort();
     }
@@ -100,5 +118,5 @@ pub async fn serve_node(
         tracing::warn!(%error, "could not release the machine lease");
     }
     node.pool.close().await;
-    result.context("http server")
+    Ok(())
 }

@@ -11,12 +11,7 @@ use reqwest::StatusCode;
 
 /// Sum and count of the batch-size histogram, from /metrics.
 async fn batch_stats(api: &Api) -> (f64, f64) {
-    let text = reqwest::get(format!("{}/metrics", api.node.base_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = api.ops("/metrics").await;
     let value = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))

@@ -1,4 +1,5 @@
-//! /healthz, /readyz and /metrics, the OpenAPI document, and the headers every answer carries.
+//! /healthz, /readyz, /metrics and /cluster (the last two only on the operations listener), the
+//! OpenAPI document, and the headers every answer carries.
 
 mod common;
 
@@ -28,12 +29,8 @@ async fn health_readiness_and_metrics_report_the_node() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["checks"]["primary"], true);
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (status, metrics) = api.ops("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
     for expected in [
         r#"ticketing_http_requests_total{method="POST",route="/api/v1/booking/reserve",status="201"} 1"#,
         r#"ticketing_http_requests_total{method="POST",route="/api/v1/booking/reserve",status="409"} 1"#,
@@ -51,7 +48,25 @@ async fn health_readiness_and_metrics_report_the_node() {
 }
 
 #[tokio::test]
-async fn request_ids_are_kept_or_made() {
+async fn metrics_and_the_cluster_view_are_only_on_the_operations_listener() {
+    let api = Api::start().await;
+    for path in ["/metrics", "/cluster", "/api/v1/cluster"] {
+        let answer = reqwest::get(format!("{}{path}", api.node.base_url))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    let (status, health) = api.ops("/healthz").await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert!(api.cluster().await["shards"].is_array());
+    let (status, nothing) = api.ops("/api/v1/events").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{nothing}");
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_when_plain_and_replaced_otherwise() {
     let api = Api::start().await;
     let http = reqwest::Client::new();
     let kept = http
@@ -63,6 +78,18 @@ async fn request_ids_are_kept_or_made() {
     assert_eq!(kept.headers()["x-request-id"], "abc-123");
     let made = http.get(api.node.api("/events")).send().await.unwrap();
     assert!(made.headers().contains_key("x-request-id"));
+    let long = "a".repeat(65);
+    for bad in ["<script>alert(1)</script>", "has space", long.as_str()] {
+        let answer = http
+            .get(api.node.api("/events"))
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .unwrap();
+        let id = answer.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(id, bad);
+        assert!(wire::trace::is_valid_request_id(id.as_bytes()), "{id}");
+    }
 }
 
 #[tokio::test]

@@ -84,7 +84,7 @@ async fn pause_replay(replica: &mut PgConnection) {
 /// seed data), so that reads go to it.
 async fn wait_fresh(api: &Api) {
     eventually("the replica is fresh", async || {
-        let shards = api.get("/cluster", None).await.body["shards"].clone();
+        let shards = api.cluster().await["shards"].clone();
         shards[0]["lagging"] == false && shards[0]["lagBytes"] == 0
     })
     .await;
@@ -254,8 +254,8 @@ async fn a_lagging_replica_is_read_around_and_readyz_says_degraded() {
         body["status"] == "ready"
     })
     .await;
-    let cluster = api.get("/cluster", None).await;
-    assert_eq!(cluster.body["shards"][0]["shard"], "us-east");
-    assert!(cluster.body["cache"]["hits"].is_u64());
+    let cluster = api.cluster().await;
+    assert_eq!(cluster["shards"][0]["shard"], "us-east");
+    assert!(cluster["cache"]["hits"].is_u64());
     drop(s.primary);
 }

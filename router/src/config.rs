@@ -9,6 +9,7 @@ use axum::http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use url::Url;
 use wire::limits::Rate;
+use wire::server::ConnectionLimits;
 use wire::{ConfigError, ServiceConfig};
 
 use crate::cidr::Cidr;
@@ -20,8 +21,14 @@ pub struct Config {
     pub region: String,
     /// Name in logs, in `X-Served-By` of answers the router gives itself, and in the hop header.
     pub router_name: String,
-    /// Address the binary listens on (tests pass their own listener).
+    /// Address the binary serves the API on (tests pass their own listener).
     pub listen: SocketAddr,
+    /// Address of the operations endpoints (`/metrics`, and `/healthz` and `/readyz` again):
+    /// loopback by default; `/metrics` is not served on `listen`.
+    pub ops_listen: SocketAddr,
+    /// Client connections: header-read and idle timeouts, caps.
+    pub connections: ConnectionLimits,
+    pub cors: CorsConfig,
     /// Every region of the deployment: its Snowflake region id and where its node and router
     /// are. URLs may use DNS names (see `dns`).
     pub regions: Vec<RegionConfig>,
@@ -34,6 +41,25 @@ pub struct Config {
     pub http: HttpConfig,
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
+}
+
+/// Which web pages may call the API from a browser (CORS). No origins: no CORS headers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins, `scheme://host[:port]` (`https://tickets.example`), no wildcard.
+    pub allowed_origins: Vec<String>,
+    /// How long a browser may reuse a preflight's answer.
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allowed_origins: Vec::new(),
+            max_age_secs: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -184,6 +210,9 @@ impl Default for Config {
             region: "us-east".into(),
             router_name: "router-1".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 11081)),
+            connections: ConnectionLimits::default(),
+            cors: CorsConfig::default(),
             regions: default_regions(),
             trusted_proxies: Vec::new(),
             client_region_cidrs: Vec::new(),
@@ -262,10 +291,20 @@ impl ServiceConfig for Config {
         self.listen
     }
 
+    fn ops_listen(&self) -> SocketAddr {
+        self.ops_listen
+    }
+
+    fn connections(&self) -> &ConnectionLimits {
+        &self.connections
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         self.check_identity()?;
         self.check_regions()?;
         self.check_client_region_cidrs()?;
+        self.check_cors()?;
+        self.connections.validate().map_err(ConfigError::Invalid)?;
         self.check_limits()?;
         self.limits.validate()
     }
@@ -322,6 +361,22 @@ impl Config {
                 return invalid(format!(
                     "client_region_cidrs: {} maps to unknown region {:?}",
                     entry.cidr, entry.region
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each allowed origin is one an `Origin` header can carry: scheme, host, port, no more.
+    fn check_cors(&self) -> Result<(), ConfigError> {
+        for origin in &self.cors.allowed_origins {
+            let canonical = Url::parse(origin)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|u| u.origin().ascii_serialization());
+            if canonical.as_deref() != Some(origin.as_str()) {
+                return invalid(format!(
+                    "cors.allowed_origins: {origin:?} is not an origin like https://tickets.example"
                 ));
             }
         }
@@ -478,5 +533,25 @@ mod tests {
         assert!(bad(&|c| c.limits.sign_ups.per_second = 0.0).contains("limits.sign_ups"));
         assert!(bad(&|c| c.limits.per_address.burst = 0).contains("limits.per_address.burst"));
         assert!(bad(&|c| c.limits.prune_interval_ms = 0).contains("prune_interval_ms"));
+        for origin in [
+            "*",
+            "https://a.example/",
+            "https://a.example/x",
+            "ftp://a.example",
+        ] {
+            assert!(
+                bad(&|c| c.cors.allowed_origins = vec![origin.into()]).contains("cors"),
+                "{origin}"
+            );
+        }
+        assert!(bad(&|c| c.connections.max = 0).contains("connections.max"));
+        let fine = Config {
+            cors: CorsConfig {
+                allowed_origins: vec!["https://a.example".into(), "http://localhost:3000".into()],
+                ..CorsConfig::default()
+            },
+            ..Config::default()
+        };
+        fine.validate().unwrap();
     }
 }

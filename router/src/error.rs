@@ -30,11 +30,12 @@ pub enum RouterError {
     #[error("writes for {home} go to that region; this router serves {local}")]
     Misdirected { home: String, local: String },
     /// The write's home region gave no sign of life in time. The write was not sent anywhere
-    /// else, and it is safe to retry with the same `Idempotency-Key`.
-    #[error("home region {region} is unreachable ({detail}); retry with the same Idempotency-Key")]
+    /// else, and it is safe to retry with the same `Idempotency-Key`. `detail` (addresses,
+    /// socket errors) is logged, never sent to the client.
+    #[error("home region {region} is unreachable; retry with the same Idempotency-Key")]
     HomeRegionUnreachable { region: String, detail: String },
-    /// No region's node could answer a read.
-    #[error("no region could serve this read ({detail})")]
+    /// No region's node could answer a read; `detail` is logged only.
+    #[error("no region could serve this read")]
     ReadUnavailable { detail: String },
     /// The upstream was alive but did not answer within the request timeout.
     #[error("region {region} did not answer in time")]
@@ -99,11 +100,36 @@ impl IntoResponse for RouterError {
         }
         match &self {
             RouterError::Internal(err) => tracing::error!(error = ?err, "internal error"),
-            RouterError::HomeRegionUnreachable { .. }
-            | RouterError::ReadUnavailable { .. }
-            | RouterError::UpstreamTimeout { .. } => tracing::warn!(error = %self, "upstream"),
+            RouterError::HomeRegionUnreachable { detail, .. }
+            | RouterError::ReadUnavailable { detail } => {
+                tracing::warn!(error = %self, %detail, "upstream")
+            }
+            RouterError::UpstreamTimeout { .. } => tracing::warn!(error = %self, "upstream"),
             _ => {}
         }
         self.envelope().into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_tell_the_client_the_region_not_the_addresses() {
+        let detail = "cannot connect: tcp connect error: 127.0.10.2:9082: Connection refused";
+        for error in [
+            RouterError::HomeRegionUnreachable {
+                region: "eu-west".into(),
+                detail: detail.into(),
+            },
+            RouterError::ReadUnavailable {
+                detail: format!("eu-west: {detail}"),
+            },
+        ] {
+            let message = error.envelope().error.message;
+            assert!(!message.contains("127.0."), "{message}");
+            assert!(!message.contains("tcp"), "{message}");
+        }
     }
 }

@@ -3,13 +3,15 @@
 //! region, found in the Snowflake id, over one WAN round trip on a warm keep-alive connection.
 //! It never runs SQL. See `shared/DESIGN.md`, sections 1 and 2.
 //!
-//! Layers, each importing only those above it: the foundations (`config`, `cidr`, `error`,
-//! `headers`, `metrics`, `trace`); `routing` (pure decisions); `limits` (rate limits per client
-//! address); `upstream` (the forwarding client); `readiness`; the shared `state`; `proxy` (one request end to end); `http` (thin
-//! handlers and middleware); `server` (assembled at the top).
+//! Layers, each importing only those above it: the foundations (`config`, `cidr`, `cors`,
+//! `error`, `headers`, `metrics`, `trace`); `routing` (pure decisions); `limits` (rate limits
+//! per client address); `upstream` (the forwarding client); `readiness`; the shared `state`;
+//! `proxy` (one request end to end); `http` (thin handlers and middleware); `server`
+//! (assembled at the top).
 
 pub mod cidr;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod headers;
 pub mod http;

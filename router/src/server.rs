@@ -1,6 +1,7 @@
 //! The router assembled: `Front`, the service each client connection gets (API requests
-//! straight to the proxy, the rest to the operations routes, every answer with its ids, span
-//! and stamp), `serve` on a listener, and `RouterService`, the router as a `wire` service for
+//! straight to the proxy, `OPTIONS` and CORS answered here, the rest to the public routes,
+//! every answer with its ids, span and stamp), the operations routes of the operations
+//! listener, `serve` on both listeners, and `RouterService`, the router as a `wire` service for
 //! its binary and devcluster.
 
 use std::convert::Infallible;
@@ -12,16 +13,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use axum::extract::Request;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::{IncomingStream, Listener, ListenerExt};
 use futures::FutureExt;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_service::Service;
 use tracing::Instrument;
+use wire::server::Listeners;
 use wire::trace::request_span;
 
 use crate::config::Config;
@@ -32,8 +32,19 @@ use crate::http::ops;
 use crate::state::App;
 use crate::upstream::warm::warm;
 
-/// What the router answers itself: its operations endpoints, and `404`/`405` for anything that
-/// is neither one of them nor an API path (those never reach this table; see `Front`).
+/// What the router answers itself on the API listener: health for load balancers and peers
+/// (`/healthz`, `/readyz`), and `404`/`405` for anything that is neither one of them nor an API
+/// path (those never reach this table; see `Front`). `/metrics` is only on `ops_routes`.
+fn public_routes(app: Arc<App>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(|| async { RouterError::NotFound })
+        .method_not_allowed_fallback(|| async { RouterError::MethodNotAllowed })
+        .with_state(app)
+}
+
+/// The operations listener's routes: health again, and the metrics.
 fn ops_routes(app: Arc<App>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(ops::healthz))
@@ -44,14 +55,16 @@ fn ops_routes(app: Arc<App>) -> axum::Router {
         .with_state(app)
 }
 
-/// Sends API requests straight to the proxy and anything else to `ops_routes`, inside the
-/// request span and with the request id and trace context (`Ids`); stamps every answer; turns
-/// a panic into a JSON `500`. An API request meets no route table, extractor or boxed layer: a
-/// proxy should not pay for them on every request. One per client connection, from `peer`.
+/// Sends API requests straight to the proxy, answers `OPTIONS` itself (CORS preflights
+/// included) and sends anything else to `public_routes`, inside the request span and with the
+/// request id and trace context (`Ids`); stamps every answer, with CORS headers for an allowed
+/// origin; turns a panic into a JSON `500`. An API request meets no route table, extractor or
+/// boxed layer: a proxy should not pay for them on every request. One per client connection,
+/// from `peer`.
 #[derive(Clone)]
 pub struct Front {
     app: Arc<App>,
-    ops: axum::Router,
+    public: axum::Router,
     peer: SocketAddr,
 }
 
@@ -68,15 +81,18 @@ impl Service<Request> for Front {
         let start = Instant::now();
         let ids = Ids::on_request(&mut request);
         let span = request_span(&request);
-        let Front { app, ops, peer } = self.clone();
+        let Front { app, public, peer } = self.clone();
         let answer = async move {
             tracing::debug!("started processing request");
             let kind = request_kind(&request);
+            let origin = app.cors.allowed_origin(request.headers());
             let routed = async {
-                if is_api(request.uri().path()) {
+                if request.method() == Method::OPTIONS {
+                    (app.cors.options(origin.as_ref(), request.headers()), None)
+                } else if is_api(request.uri().path()) {
                     api(&app, peer, request).await
                 } else {
-                    let Ok(response) = { ops }.call(request).await;
+                    let Ok(response) = { public }.call(request).await;
                     (response, None)
                 }
             };
@@ -94,6 +110,7 @@ impl Service<Request> for Front {
                 upstream.as_ref(),
                 &mut response,
             );
+            app.cors.stamp(origin, response.headers_mut());
             trace_answer(&response, start.elapsed());
             ids.on_response(&mut response);
             Ok(response)
@@ -102,75 +119,43 @@ impl Service<Request> for Front {
     }
 }
 
-/// Makes each connection's service, with the peer's address in it (read once per connection,
-/// not carried in every request's extensions).
-#[derive(Clone)]
-struct MakeConnection {
-    app: Arc<App>,
-    ops: axum::Router,
-}
-
-impl<L> Service<IncomingStream<'_, L>> for MakeConnection
-where
-    L: Listener<Addr = SocketAddr>,
-{
-    type Response = Front;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Front, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'_, L>) -> Self::Future {
-        std::future::ready(Ok(Front {
-            app: self.app.clone(),
-            ops: self.ops.clone(),
-            peer: *stream.remote_addr(),
-        }))
-    }
-}
-
-/// Runs the router on `listener` until `shutdown` completes.
+/// Runs the router on `listeners` (API and operations) until `shutdown` completes.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve_app(App::new(config)?, listener, shutdown).await
+    serve_app(App::new(config)?, listeners, shutdown).await
 }
 
 /// As `serve`, for an `App` already built (tests keep it to read metrics).
 pub async fn serve_app(
     app: Arc<App>,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
     let warmer = spawn_warmer(&app);
     let pruner = spawn_pruner(&app);
     tracing::info!(
-        %addr,
+        addr = %listeners.api_addr()?,
+        ops = %listeners.ops_addr()?,
         region = %app.config.region,
         router = %app.config.router_name,
         "router serving"
     );
-    // No Nagle delay on small JSON answers.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let make = MakeConnection {
-        ops: ops_routes(app.clone()),
-        app,
+    let public = public_routes(app.clone());
+    let ops = ops_routes(app.clone());
+    let front = |peer| Front {
+        app: app.clone(),
+        public: public.clone(),
+        peer,
     };
-    let result = axum::serve(listener, make)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    wire::server::serve(listeners, &app.config.connections, front, ops, shutdown).await;
     if let Some(warmer) = warmer {
         warmer.abort();
     }
     pruner.abort();
-    result.context("http server")
+    Ok(())
 }
 
 /// Warms upstream connections every `upstream.warm_interval_ms`, from now until aborted;
@@ -206,9 +191,9 @@ impl wire::Service for RouterService {
 
     async fn serve(
         config: Config,
-        listener: TcpListener,
+        listeners: Listeners,
         shutdown: wire::Shutdown,
     ) -> anyhow::Result<()> {
-        serve(config, listener, shutdown).await
+        serve(config, listeners, shutdown).await
     }
 }

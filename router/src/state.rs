@@ -7,6 +7,7 @@ use axum::http::HeaderValue;
 use wire::ServiceConfig;
 
 use crate::config::Config;
+use crate::cors::Cors;
 use crate::limits::RouterLimits;
 use crate::metrics::Metrics;
 use crate::routing::client_region::ClientRegions;
@@ -26,6 +27,7 @@ pub struct App {
     /// `<region>/<router>`: `X-Served-By` on answers the router gives itself, and the hop
     /// header on writes it sends to a peer router.
     pub name: HeaderValue,
+    pub cors: Cors,
 }
 
 impl App {
@@ -50,7 +52,9 @@ impl App {
             .context("building the upstream HTTP client")?;
         let name = HeaderValue::from_str(&format!("{}/{}", config.region, config.router_name))
             .context("region and router name must be header-safe")?;
+        let cors = Cors::new(&config.cors);
         Ok(Arc::new(App {
+            cors,
             config,
             regions,
             client_regions,

@@ -521,7 +521,13 @@ async fn operations_endpoints() {
         .send()
         .await
         .unwrap();
-    let metrics = client.get(router.url("/metrics")).send().await.unwrap();
+    let public = client.get(router.url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        public.status(),
+        404,
+        "metrics only on the operations listener"
+    );
+    let metrics = client.get(router.ops_url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
     assert!(

@@ -1,46 +1,49 @@
-//! A service serving in this process for a test: bound to a fresh loopback port, stopped
-//! gracefully by [`TestService::stop`], aborted if dropped (a test that panicked).
+//! A service serving in this process for a test: bound to fresh loopback ports (its API and
+//! its operations listener), stopped gracefully by [`TestService::stop`], aborted if dropped
+//! (a test that panicked).
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use wire::server::Listeners;
 
-/// A running service: its address, and what stops it.
+/// A running service: its addresses, and what stops it.
 #[derive(Debug)]
 pub struct TestService {
     addr: SocketAddr,
+    ops_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestService {
-    /// Binds `127.0.0.1:0` and runs `serve` on it until [`TestService::stop`].
+    /// Binds two `127.0.0.1:0` ports and runs `serve` on them until [`TestService::stop`].
     pub async fn start<F, Fut>(serve: F) -> anyhow::Result<TestService>
     where
-        F: FnOnce(TcpListener, wire::Shutdown) -> Fut,
+        F: FnOnce(Listeners, wire::Shutdown) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listeners = Listeners::loopback()
             .await
-            .context("binding a loopback port")?;
-        TestService::start_on(listener, serve)
+            .context("binding loopback ports")?;
+        TestService::start_on(listeners, serve)
     }
 
-    /// Runs `serve` on a listener the test bound itself, for a service that must be found at a
+    /// Runs `serve` on listeners the test bound itself, for a service that must be found at a
     /// particular address.
-    pub fn start_on<F, Fut>(listener: TcpListener, serve: F) -> anyhow::Result<TestService>
+    pub fn start_on<F, Fut>(listeners: Listeners, serve: F) -> anyhow::Result<TestService>
     where
-        F: FnOnce(TcpListener, wire::Shutdown) -> Fut,
+        F: FnOnce(Listeners, wire::Shutdown) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let addr = listener.local_addr().context("the listener's address")?;
+        let addr = listeners.api_addr().context("the listener's address")?;
+        let ops_addr = listeners.ops_addr().context("the listener's address")?;
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(
-            listener,
+            listeners,
             Box::pin(async move {
                 // A dropped sender stops the service too.
                 let _ = stop.await;
@@ -48,19 +51,20 @@ impl TestService {
         ));
         Ok(TestService {
             addr,
+            ops_addr,
             shutdown: Some(shutdown),
             task: Some(task),
         })
     }
 
-    /// Runs service `S` with `config` on a fresh loopback port (the config's own listen address
-    /// is not used, so tests never collide on ports).
+    /// Runs service `S` with `config` on fresh loopback ports (the config's own listen
+    /// addresses are not used, so tests never collide on ports).
     pub async fn start_service<S>(config: S::Config) -> anyhow::Result<TestService>
     where
         S: wire::Service + 'static,
         S::Config: Send + 'static,
     {
-        TestService::start(move |listener, shutdown| S::serve(config, listener, shutdown)).await
+        TestService::start(move |listeners, shutdown| S::serve(config, listeners, shutdown)).await
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -70,6 +74,16 @@ impl TestService {
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The operations listener's address.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
+    /// `http://127.0.0.1:<ops port>`: `/metrics`, `/cluster`.
+    pub fn ops_url(&self) -> String {
+        format!("http://{}", self.ops_addr)
     }
 
     /// Graceful stop: in-flight requests finish; then the service's own result.

@@ -1,4 +1,4 @@
-//! The in-process service runner: a loopback port, a graceful stop that returns the service's
+//! The in-process service runner: loopback ports, a graceful stop that returns the service's
 //! own result, an abort on drop; for a closure and for a `wire::Service`.
 
 use std::net::SocketAddr;
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use testkit::TestService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use wire::server::{ConnectionLimits, Listeners};
 use wire::{ConfigError, Service, ServiceConfig, Shutdown};
 
 /// Greets every connection with its configured line, until shut down.
@@ -16,6 +17,7 @@ struct Greeter;
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct GreeterConfig {
     greeting: String,
+    connections: ConnectionLimits,
 }
 
 impl ServiceConfig for GreeterConfig {
@@ -29,6 +31,14 @@ impl ServiceConfig for GreeterConfig {
         // Never bound: the runner picks its own port.
         SocketAddr::from(([192, 0, 2, 1], 1))
     }
+
+    fn ops_listen(&self) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], 2))
+    }
+
+    fn connections(&self) -> &ConnectionLimits {
+        &self.connections
+    }
 }
 
 impl Service for Greeter {
@@ -37,10 +47,10 @@ impl Service for Greeter {
 
     async fn serve(
         config: GreeterConfig,
-        listener: TcpListener,
+        listeners: Listeners,
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
-        greet(config.greeting, listener, shutdown).await
+        greet(config.greeting, listeners.api, shutdown).await
     }
 }
 
@@ -71,10 +81,13 @@ async fn read_greeting(addr: SocketAddr) -> std::io::Result<String> {
 async fn a_wire_service_serves_on_a_loopback_port_and_stops_gracefully() {
     let service = TestService::start_service::<Greeter>(GreeterConfig {
         greeting: "hello".into(),
+        ..GreeterConfig::default()
     })
     .await
     .unwrap();
     assert!(service.addr().ip().is_loopback());
+    assert!(service.ops_addr().ip().is_loopback());
+    assert_ne!(service.ops_addr(), service.addr());
     assert_eq!(service.base_url(), format!("http://{}", service.addr()));
     assert_eq!(read_greeting(service.addr()).await.unwrap(), "hello");
     service.stop().await.unwrap();
@@ -82,8 +95,8 @@ async fn a_wire_service_serves_on_a_loopback_port_and_stops_gracefully() {
 
 #[tokio::test]
 async fn a_closure_runs_and_stop_returns_its_error() {
-    let service = TestService::start(|listener, shutdown| async move {
-        greet("closure".into(), listener, shutdown).await?;
+    let service = TestService::start(|listeners, shutdown| async move {
+        greet("closure".into(), listeners.api, shutdown).await?;
         anyhow::bail!("stopped with a complaint")
     })
     .await
@@ -95,12 +108,12 @@ async fn a_closure_runs_and_stop_returns_its_error() {
 
 #[tokio::test]
 async fn a_dropped_service_stops_listening() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let service = TestService::start_on(listener, |listener, _shutdown| async move {
+    let listeners = Listeners::loopback().await.unwrap();
+    let service = TestService::start_on(listeners, |listeners, _shutdown| async move {
         // Ignores its shutdown signal: only the abort ends it.
         greet(
             "stubborn".into(),
-            listener,
+            listeners.api,
             Box::pin(std::future::pending()),
         )
         .await

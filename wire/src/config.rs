@@ -30,8 +30,15 @@ pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
     /// Checks what the types cannot say (ranges, references between fields).
     fn validate(&self) -> Result<(), ConfigError>;
 
-    /// Where the binary listens.
+    /// Where the binary serves its API.
     fn listen(&self) -> SocketAddr;
+
+    /// Where it serves its operations endpoints (`/metrics`, the cluster view, health):
+    /// loopback by default, never the API listener.
+    fn ops_listen(&self) -> SocketAddr;
+
+    /// Its connection timeouts and caps.
+    fn connections(&self) -> &crate::server::ConnectionLimits;
 
     /// Defaults, then the TOML file if given, then the prefixed environment; validated.
     fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -41,6 +48,12 @@ pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
     /// Extracts and validates a configuration from already layered providers.
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let config: Self = figment.extract().map_err(Box::new)?;
+        if config.listen() == config.ops_listen() && config.listen().port() != 0 {
+            return Err(ConfigError::Invalid(
+                "ops_listen must differ from listen: the operations endpoints are not public"
+                    .into(),
+            ));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -99,7 +112,22 @@ mod tests {
         fn listen(&self) -> SocketAddr {
             self.listen
         }
+
+        fn ops_listen(&self) -> SocketAddr {
+            SocketAddr::new(self.listen.ip(), self.listen.port() + 1)
+        }
+
+        fn connections(&self) -> &crate::server::ConnectionLimits {
+            &LIMITS
+        }
     }
+
+    static LIMITS: crate::server::ConnectionLimits = crate::server::ConnectionLimits {
+        header_read_timeout_ms: 1,
+        idle_timeout_ms: 1,
+        max: 1,
+        max_ops: 1,
+    };
 
     #[test]
     fn the_environment_overrides_the_file_which_overrides_the_defaults() {

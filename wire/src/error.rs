@@ -66,6 +66,40 @@ impl ErrorEnvelope {
     }
 }
 
+/// A serde message made fit for clients: the names of our own types (`expected struct
+/// ReserveRequest`) become what the client should have sent (`expected an object`); field
+/// names, values and positions stay.
+pub fn public_parse_message(message: &str) -> String {
+    // Longest first: "struct variant" before "struct".
+    const KINDS: [(&str, &str); 8] = [
+        ("struct variant ", "an object"),
+        ("tuple variant ", "an array"),
+        ("newtype variant ", "a value"),
+        ("tuple struct ", "an array"),
+        ("unit struct ", "null"),
+        ("newtype struct ", "a value"),
+        ("struct ", "an object"),
+        ("enum ", "one of the allowed values"),
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("expected ") {
+        let after = at + "expected ".len();
+        out.push_str(&rest[..after]);
+        rest = &rest[after..];
+        if let Some((kind, plain)) = KINDS.iter().find(|(kind, _)| rest.starts_with(kind)) {
+            let name = &rest[kind.len()..];
+            let end = name
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '<' | '>')))
+                .unwrap_or(name.len());
+            out.push_str(plain);
+            rest = &name[end..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl IntoResponse for ErrorEnvelope {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -101,6 +135,47 @@ mod tests {
         );
         let back: ErrorEnvelope = serde_json::from_value(envelope.to_value()).unwrap();
         assert_eq!(back, envelope);
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    #[serde(deny_unknown_fields)]
+    struct SecretName {
+        kind: SecretKind,
+        count: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum SecretKind {
+        Success,
+    }
+
+    #[test]
+    fn parse_messages_name_no_type_of_ours_but_keep_fields_and_values() {
+        for body in [
+            r#""text""#,
+            r#"[1]"#,
+            r#"{"kind": 3, "count": 1}"#,
+            r#"{"kind": "none", "count": 1}"#,
+            r#"{"kind": "success", "count": -1}"#,
+            r#"{"kind": "success", "cuont": 1}"#,
+        ] {
+            let raw = serde_json::from_str::<SecretName>(body)
+                .unwrap_err()
+                .to_string();
+            let public = public_parse_message(&raw);
+            assert!(!public.contains("Secret"), "{body}: {public} (from {raw})");
+            assert!(public.contains("expected"), "{body}: {public}");
+        }
+        let raw = serde_json::from_str::<SecretName>(r#"{"kind": "none", "count": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(public_parse_message(&raw).contains("`none`"), "{raw}");
+        assert_eq!(
+            public_parse_message("invalid type: string \"x\", expected struct A at line 1"),
+            "invalid type: string \"x\", expected an object at line 1"
+        );
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! The service bootstrap both binaries share: logs, the command line, the configuration, the
-//! listener, and a graceful stop on Ctrl-C or SIGTERM. A service's `main` is one call.
+//! open-file limit, the listeners (API and operations), and a graceful stop on Ctrl-C or
+//! SIGTERM. A service's `main` is one call.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::ServiceConfig;
+use crate::server::{open_files, Listeners};
 
 /// Completes when the service should stop: it then finishes in-flight requests and exits.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -22,7 +23,7 @@ pub trait Service {
 
     fn serve(
         config: Self::Config,
-        listener: TcpListener,
+        listeners: Listeners,
         shutdown: Shutdown,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
@@ -36,15 +37,33 @@ pub fn main<S: Service>() -> anyhow::Result<()> {
         .block_on(serve_from_file::<S>(file.as_deref()))
 }
 
-/// Loads the configuration (defaults < `file` < environment), binds its listen address and
-/// serves until Ctrl-C or SIGTERM. devcluster runs its children through this too.
+/// Loads the configuration (defaults < `file` < environment), raises the open-file limit,
+/// binds the API and operations addresses and serves until Ctrl-C or SIGTERM. devcluster runs
+/// its children through this too.
 pub async fn serve_from_file<S: Service>(file: Option<&Path>) -> anyhow::Result<()> {
     let config = S::Config::load(file)?;
-    let listen = config.listen();
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    S::serve(config, listener, Box::pin(stop_requested())).await
+    raise_open_file_limit(config.connections().max + config.connections().max_ops);
+    let listeners = Listeners::bind(config.listen(), config.ops_listen()).await?;
+    S::serve(config, listeners, Box::pin(stop_requested())).await
+}
+
+/// Raises the open-file limit as far as allowed and says what it is, warning when the
+/// connection caps leave too little room for everything else a service opens.
+fn raise_open_file_limit(connections: usize) {
+    match open_files::raise_to_hard_limit() {
+        Ok((soft, hard)) => {
+            tracing::info!(soft, hard, "open-file limit");
+            // Upstream, database and log files need descriptors beside the clients'.
+            if (connections as libc::rlim_t).saturating_add(256) > soft {
+                tracing::warn!(
+                    soft,
+                    connections,
+                    "the connection caps are near the open-file limit; lower connections.max"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not read or raise the open-file limit"),
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).

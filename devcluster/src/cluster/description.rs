@@ -2,17 +2,17 @@
 //! that loadgen and people read, with the PIDs of every process it runs (loadgen accounts CPU
 //! per request to them).
 
-use anyhow::Context;
 use serde_json::{json, Value};
 
+use super::private::write_private;
 use super::Cluster;
 
 impl Cluster {
-    /// Writes [`Cluster::cluster_json`] to `cluster.json` in the state folder.
+    /// Writes [`Cluster::cluster_json`] to `cluster.json` in the state folder, mode 0600 (it
+    /// holds the admin token and the demo users' tokens).
     pub(super) fn write_cluster_json(&self) -> anyhow::Result<()> {
         let path = self.state_dir.join("cluster.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&self.cluster_json())?)
-            .with_context(|| format!("writing {}", path.display()))
+        write_private(&path, &serde_json::to_vec_pretty(&self.cluster_json())?)
     }
 
     /// The machine-readable description of DESIGN section 7.
@@ -36,6 +36,9 @@ impl Cluster {
                     "id": r.config.id,
                     "router": r.router_url,
                     "node": r.node_url,
+                    // Operations listeners: the node's `/cluster`, both `/metrics`.
+                    "routerOps": r.router_ops_url,
+                    "nodeOps": r.node_ops_url,
                     "primary": r.primary_url,
                     "dns": r.dns.local_addr().to_string(),
                     "replicas": replicas,

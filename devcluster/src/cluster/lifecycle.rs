@@ -214,11 +214,13 @@ impl Cluster {
             for (name, ip) in dns_view(table, i) {
                 dns.set(&name, ip)?;
             }
-            let node_config =
+            let mut node_config =
                 self.node_config(table, region, node_addr, &primary_url, &replicas, secret);
+            node_config.ops_listen = layout.node_ops_addr(i)?;
             let node = self.spawn_node(spec, &node_config)?;
-            let router_config =
+            let mut router_config =
                 router_config(layout, table, region, router_addr, dns.local_addr())?;
+            router_config.ops_listen = layout.router_ops_addr(i)?;
             let router = self.spawn_router(spec, &router_config)?;
             self.regions.push(Region {
                 config: region.clone(),
@@ -227,6 +229,8 @@ impl Cluster {
                 replicas,
                 node_url: format!("http://{node_addr}"),
                 router_url: format!("http://{router_addr}"),
+                node_ops_url: format!("http://{}", node_config.ops_listen),
+                router_ops_url: format!("http://{}", router_config.ops_listen),
                 dns,
                 node,
                 router,
@@ -356,12 +360,15 @@ fn prepare_state_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir.join("logs"))?;
     std::fs::create_dir_all(dir.join("pg"))?;
     let dir = dir.canonicalize()?;
-    // The PostgreSQL servers may run as another user: let them reach their folders.
+    // The folder holds secrets (cluster.json, the services' configurations): no one else may
+    // list or read it. PostgreSQL servers running as another user still pass through it to
+    // their folders under `pg/`, which they may read.
     use std::os::unix::fs::PermissionsExt;
-    for d in [dir.clone(), dir.join("pg")] {
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
-    }
-    if server_user()?.is_some() {
+    let other_server_user = server_user()?.is_some();
+    let own_mode = if other_server_user { 0o711 } else { 0o700 };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(own_mode))?;
+    std::fs::set_permissions(dir.join("pg"), std::fs::Permissions::from_mode(0o755))?;
+    if other_server_user {
         for ancestor in dir.ancestors().skip(1) {
             let mode = std::fs::metadata(ancestor)?.permissions().mode();
             if mode & 0o001 == 0 {

@@ -9,10 +9,12 @@
 //! By concern: `topology` (port layout, addresses, region table, which links exist, each
 //! region's view of the names), `services` (the node and router processes), `seed` (demo data),
 //! `readiness` (waiting until services answer and replicas caught up), `lifecycle` (start in
-//! named steps, stop, drop, watch, run) and `description` (`cluster.json`).
+//! named steps, stop, drop, watch, run), `description` (`cluster.json`) and `private` (files
+//! holding secrets, mode 0600).
 
 mod description;
 mod lifecycle;
+mod private;
 mod readiness;
 mod seed;
 mod services;
@@ -53,6 +55,9 @@ pub struct Region {
     pub replicas: Vec<(String, PgCluster, String)>,
     pub node_url: String,
     pub router_url: String,
+    /// The operations listeners (`/metrics`, the node's `/cluster`).
+    pub node_ops_url: String,
+    pub router_ops_url: String,
     /// This region's view of the region names.
     pub dns: DnsServer,
     node: Child,

@@ -11,6 +11,7 @@ use region_node::config::{Config as NodeConfig, RegionConfig, ShardConfig};
 use testkit::postgres::PgCluster;
 use testkit::process::{spawn_tied, ChildSpec};
 
+use super::private::write_private;
 use super::topology::Layout;
 use super::{Cluster, ClusterSpec};
 
@@ -69,8 +70,9 @@ impl Cluster {
         )
     }
 
-    /// Writes `config` to `<name>.toml` in the state folder and runs `devcluster <subcommand>`
-    /// on it, logging to `logs/<name>.log`, tied to our life; SIGTERM lets it finish cleanly.
+    /// Writes `config` to `<name>.toml` in the state folder (mode 0600: it holds the JWT
+    /// secret) and runs `devcluster <subcommand>` on it, logging to `logs/<name>.log`, tied to
+    /// our life; SIGTERM lets it finish cleanly.
     fn spawn_service(
         &self,
         spec: &ClusterSpec,
@@ -79,7 +81,7 @@ impl Cluster {
         config: &impl serde::Serialize,
     ) -> anyhow::Result<Child> {
         let config_path = self.state_dir.join(format!("{name}.toml"));
-        std::fs::write(&config_path, toml::to_string(config)?)?;
+        write_private(&config_path, toml::to_string(config)?.as_bytes())?;
         let log = std::fs::File::create(self.state_dir.join("logs").join(format!("{name}.log")))?;
         let mut command = Command::new(&spec.program);
         command

@@ -3,7 +3,9 @@
 //! view of the region names.
 //!
 //! Port layout from `--base-port N`: region i's router at N+1+i, node at N+1001+i, primary at
-//! N+2001+i, its replica of shard j at N+2101+10i+j (the defaults give DESIGN's 8081 / 9081).
+//! N+2001+i, its replica of shard j at N+2101+10i+j (the defaults give DESIGN's 8081 / 9081);
+//! the operations listeners of its router at N+3001+i and of its node at N+3101+i, on
+//! 127.0.0.1.
 //!
 //! Addresses: routers on 127.0.0.1 (what users call); region i's node on 127.0.1.(i+1); the
 //! link carrying region i's calls to region j's router on 127.0.(10+i).(j+1) and to its node on
@@ -65,6 +67,22 @@ impl Layout {
     /// Region i's replica of shard j.
     pub(super) fn replica_port(&self, i: usize, j: usize) -> anyhow::Result<u16> {
         self.port(2101 + 10 * i as u32 + j as u32)
+    }
+
+    /// Region i's router's operations listener (`/metrics`).
+    pub(super) fn router_ops_addr(&self, i: usize) -> anyhow::Result<SocketAddr> {
+        Ok(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            self.port(3001 + i as u32)?,
+        )))
+    }
+
+    /// Region i's node's operations listener (`/metrics`, `/cluster`).
+    pub(super) fn node_ops_addr(&self, i: usize) -> anyhow::Result<SocketAddr> {
+        Ok(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            self.port(3101 + i as u32)?,
+        )))
     }
 
     pub(super) fn router_addr(&self, i: usize) -> anyhow::Result<SocketAddr> {
@@ -223,6 +241,8 @@ mod tests {
         assert_eq!(layout.node_addr(1).unwrap().to_string(), "127.0.1.2:9082");
         assert_eq!(layout.primary_port(2).unwrap(), 10083);
         assert_eq!(layout.replica_port(1, 2).unwrap(), 10193);
+        assert_eq!(layout.router_ops_addr(0).unwrap().port(), 11081);
+        assert_eq!(layout.node_ops_addr(2).unwrap().port(), 11183);
         let link = |kind, from, to| {
             let (listen, target) = layout.link(kind, from, to).unwrap();
             (listen.to_string(), target.to_string())

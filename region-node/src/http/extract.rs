@@ -18,6 +18,7 @@ use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{RefOr, Required, Schema};
 use utoipa::{IntoParams, PartialSchema};
+use wire::error::public_parse_message;
 
 use crate::booking::idempotency::key_from_headers;
 use crate::error::ApiError;
@@ -53,7 +54,9 @@ fn body_rejection(rejection: BytesRejection, limit: usize) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge { limit }
     } else {
-        ApiError::Validation(format!("could not read the request body: {rejection}"))
+        // axum's and hyper's words for a broken upload are for our logs, not the client.
+        tracing::debug!(%rejection, "reading a request body failed");
+        ApiError::Validation("could not read the request body".into())
     }
 }
 
@@ -61,7 +64,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::InvalidJson("the body is empty".into()));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidJson(public_parse_message(&e.to_string())))
 }
 
 /// An `:id` path segment holding a Snowflake ID.
@@ -74,7 +78,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|e| ApiError::InvalidId(e.body_text()))?;
+                .map_err(|e| ApiError::InvalidId(public_parse_message(&e.body_text())))?;
         parse_id("id", &raw).map(PathId)
     }
 }
@@ -113,7 +117,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|e| ApiError::Validation(e.body_text()))
+            .map_err(|e| ApiError::Validation(public_parse_message(&e.body_text())))
     }
 }
 

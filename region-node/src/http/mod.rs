@@ -1,5 +1,5 @@
-//! The node's HTTP surface: the route table (`route_table!`, making `api_routes`, `ops_routes`
-//! and `ROUTES`), one module of thin handlers per resource, the extractors that turn bad input
+//! The node's HTTP surface: the route table (`route_table!`, making the routers of both
+//! listeners and `ROUTES`), one module of thin handlers per resource, the extractors that turn bad input
 //! into JSON errors (`extract`), what wraps every request (`middleware`), and the OpenAPI
 //! document (`openapi`). Handlers hold no logic: each calls one function of a feature.
 
@@ -21,47 +21,66 @@ mod tickets;
 mod users;
 
 /// The route table, written once: it makes the routers below and `ROUTES`, the list of every
-/// (method, path) they register, which the OpenAPI document's test holds against the document
-/// (so a route without docs fails it).
+/// (method, path) of the API listener, which routers forward and which the OpenAPI document's
+/// test holds against the document (so a route without docs fails it). The operations
+/// listener's routes are not the API's, and not in the document.
 macro_rules! route_table {
-    ($($group:ident at $prefix:literal {
-        $($method:ident $path:literal => $handler:path,)*
-    })*) => {
+    (
+        api listener: {$($group:ident at $prefix:literal {
+            $($method:ident $path:literal => $handler:path,)*
+        })*}
+        operations listener: {$($ops_group:ident {
+            $($ops_method:ident $ops_path:literal => $ops_handler:path,)*
+        })*}
+    ) => {
         $(
             pub fn $group() -> Router<Arc<Node>> {
                 Router::new()$(.route(concat!($prefix, $path), axum::routing::$method($handler)))*
             }
         )*
+        $(
+            pub fn $ops_group() -> Router<Arc<Node>> {
+                Router::new()$(.route($ops_path, axum::routing::$ops_method($ops_handler)))*
+            }
+        )*
 
-        /// (method, full path) of every route, as registered.
+        /// (method, full path) of every route of the API listener, as registered.
         pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), concat!($prefix, $path)),)*)*];
     };
 }
 
 route_table! {
-    // Everything under `/api/v1`.
-    api_routes at "/api/v1" {
-        post "/users" => users::create,
-        get "/users/{id}" => users::get,
-        get "/events" => events::list,
-        post "/events" => events::create,
-        get "/events/{id}" => events::get,
-        get "/tickets" => tickets::availability,
-        post "/tickets/create" => tickets::create,
-        get "/tickets/{id}" => tickets::get,
-        post "/booking/reserve" => booking::reserve,
-        post "/booking/confirm" => booking::confirm,
-        post "/booking/cancel" => booking::cancel,
-        get "/booking/user/{id}" => booking::for_user,
-        get "/booking/{id}" => booking::get,
-        get "/cluster" => ops::cluster,
-        get "/openapi.json" => openapi::document,
+    api listener: {
+        // Everything under `/api/v1`.
+        api_routes at "/api/v1" {
+            post "/users" => users::create,
+            get "/users/{id}" => users::get,
+            get "/events" => events::list,
+            post "/events" => events::create,
+            get "/events/{id}" => events::get,
+            get "/tickets" => tickets::availability,
+            post "/tickets/create" => tickets::create,
+            get "/tickets/{id}" => tickets::get,
+            post "/booking/reserve" => booking::reserve,
+            post "/booking/confirm" => booking::confirm,
+            post "/booking/cancel" => booking::cancel,
+            get "/booking/user/{id}" => booking::for_user,
+            get "/booking/{id}" => booking::get,
+            get "/openapi.json" => openapi::document,
+        }
+        // `/healthz` and `/readyz`, at the root of both listeners (load balancers and routers
+        // probe them on the API address).
+        health_routes at "" {
+            get "/healthz" => ops::healthz,
+            get "/readyz" => ops::readyz,
+        }
     }
-    // `/healthz`, `/readyz`, `/metrics`, at the root.
-    ops_routes at "" {
-        get "/healthz" => ops::healthz,
-        get "/readyz" => ops::readyz,
-        get "/metrics" => ops::metrics,
+    operations listener: {
+        // The operations listener's own: never on the API listener.
+        ops_only_routes {
+            get "/metrics" => ops::metrics,
+            get "/cluster" => ops::cluster,
+        }
     }
 }
 

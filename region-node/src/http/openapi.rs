@@ -49,11 +49,9 @@ const BEARER: &str = "bearer";
         booking::cancel,
         booking::for_user,
         booking::get,
-        ops::cluster,
         document,
         ops::healthz,
         ops::readyz,
-        ops::metrics,
     ),
     components(
         schemas(ErrorEnvelope),
@@ -77,7 +75,7 @@ const BEARER: &str = "bearer";
         (name = "events", description = "What is on sale"),
         (name = "tickets", description = "Tickets and what is left"),
         (name = "booking", description = "Reserve, confirm, cancel: the booking's life"),
-        (name = "operations", description = "Health, metrics, this document"),
+        (name = "operations", description = "Health and this document"),
     )
 )]
 pub struct ApiDoc;

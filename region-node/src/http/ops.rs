@@ -1,4 +1,4 @@
-//! Handlers of the operations endpoints: `/healthz`, `/readyz`, `/metrics`, `/api/v1/cluster`.
+//! Handlers of the operations endpoints: `/healthz`, `/readyz`, `/metrics`, `/cluster`.
 
 use std::sync::Arc;
 
@@ -44,13 +44,6 @@ pub async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
 /// This node's view of the cluster
 ///
 /// Regions, shard readers with their lag, cache use.
-#[utoipa::path(
-    get,
-    path = "/api/v1/cluster",
-    operation_id = "getCluster",
-    tag = "operations",
-    responses((status = 200, description = "The node's view", body = Object))
-)]
 pub async fn cluster(State(node): State<Arc<Node>>) -> impl IntoResponse {
     axum::Json(health::cluster_view(&node))
 }
@@ -58,14 +51,6 @@ pub async fn cluster(State(node): State<Arc<Node>>) -> impl IntoResponse {
 /// Metrics
 ///
 /// In the OpenMetrics text format.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    operation_id = "metrics",
-    tag = "operations",
-    responses((status = 200, description = "Every metric",
-        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String))
-)]
 pub async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
     (
         [(

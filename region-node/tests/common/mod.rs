@@ -106,6 +106,25 @@ impl Api {
             .await
     }
 
+    /// `GET path` on the operations listener (`/cluster`, `/metrics`), as text.
+    pub async fn ops(&self, path: &str) -> (StatusCode, String) {
+        let answer = self
+            .http
+            .get(format!("{}{path}", self.node.ops_url))
+            .send()
+            .await
+            .expect("the operations listener answers");
+        let status = answer.status();
+        (status, answer.text().await.expect("a text body"))
+    }
+
+    /// `GET /cluster` on the operations listener.
+    pub async fn cluster(&self) -> Value {
+        let (status, text) = self.ops("/cluster").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        serde_json::from_str(&text).expect("cluster view is JSON")
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
         self.send(reqwest::Method::POST, path, token, Some(body), None)
             .await

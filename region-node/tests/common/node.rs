@@ -31,6 +31,8 @@ pub fn test_config(database_url: &str) -> Config {
 /// A region-node serving on a loopback port, over its own fresh database.
 pub struct TestNode {
     pub base_url: String,
+    /// The operations listener: `/metrics`, `/cluster`.
+    pub ops_url: String,
     /// The node itself, for tests to inspect (its ids, cache, configuration).
     pub node: Arc<Node>,
     /// A separate pool onto the node's database, for setup and audit queries.
@@ -78,8 +80,8 @@ impl TestNode {
         adjust(&mut config);
         let node = Node::start_with(config, claims).await?;
         let serving = node.clone();
-        let service = TestService::start(move |listener, shutdown| {
-            region_node::serve_node(serving, listener, shutdown)
+        let service = TestService::start(move |listeners, shutdown| {
+            region_node::serve_node(serving, listeners, shutdown)
         })
         .await?;
         let db = PgPoolOptions::new()
@@ -88,6 +90,7 @@ impl TestNode {
             .await?;
         Ok(TestNode {
             base_url: service.base_url(),
+            ops_url: service.ops_url(),
             node,
             db,
             database_url,

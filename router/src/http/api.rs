@@ -62,9 +62,13 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(RouterError::Validation(format!(
-            "could not read the request body: {e}"
-        ))),
+        Err(e) => {
+            // hyper's words for a broken upload are for our logs, not the client.
+            tracing::debug!(error = %e, "reading a request body failed");
+            Err(RouterError::Validation(
+                "could not read the request body".into(),
+            ))
+        }
     }
 }
 

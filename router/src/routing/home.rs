@@ -4,6 +4,7 @@
 use id_gen::Id;
 use serde::Deserialize;
 use serde_json::Value;
+use wire::error::public_parse_message;
 
 use crate::error::RouterError;
 use crate::routing::body::top_level_field;
@@ -34,7 +35,7 @@ fn field(body: &[u8], name: &str) -> Result<Value, RouterError> {
         return Err(RouterError::InvalidJson("the body is empty".into()));
     }
     top_level_field(body, name)
-        .map_err(|e| RouterError::InvalidJson(e.to_string()))?
+        .map_err(|e| RouterError::InvalidJson(public_parse_message(&e.to_string())))?
         .filter(|v| !v.is_null())
         .ok_or_else(|| RouterError::Validation(format!("{name} is required")))
 }
@@ -45,8 +46,9 @@ pub fn home_of_id<'a>(
     name: &str,
     regions: &'a Regions,
 ) -> Result<&'a Region, RouterError> {
-    let id = Id::deserialize(&field(body, name)?)
-        .map_err(|e| RouterError::InvalidId(format!("{name}: {e}")))?;
+    let id = Id::deserialize(&field(body, name)?).map_err(|e| {
+        RouterError::InvalidId(format!("{name}: {}", public_parse_message(&e.to_string())))
+    })?;
     let bits = id.region().get();
     regions.by_id(bits).ok_or_else(|| {
         RouterError::InvalidId(format!(

@@ -418,6 +418,8 @@ pub fn config_with(urls: impl Fn(&str) -> (String, String)) -> Config {
 /// The router under test, serving in-process on 127.0.0.1:0 until dropped.
 pub struct RouterUnderTest {
     pub addr: SocketAddr,
+    /// The operations listener (`/metrics`).
+    pub ops_addr: SocketAddr,
     /// The router's state, for tests to read (its metrics).
     pub app: Arc<App>,
     _service: testkit::TestService,
@@ -427,13 +429,14 @@ impl RouterUnderTest {
     pub async fn start(config: Config) -> RouterUnderTest {
         let app = App::new(config).unwrap();
         let serving = app.clone();
-        let service = testkit::TestService::start(move |listener, shutdown| {
-            router::serve_app(serving, listener, shutdown)
+        let service = testkit::TestService::start(move |listeners, shutdown| {
+            router::serve_app(serving, listeners, shutdown)
         })
         .await
         .unwrap();
         RouterUnderTest {
             addr: service.addr(),
+            ops_addr: service.ops_addr(),
             app,
             _service: service,
         }
@@ -441,6 +444,11 @@ impl RouterUnderTest {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `path` on the operations listener.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ops_addr)
     }
 }
 
