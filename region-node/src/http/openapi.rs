@@ -235,14 +235,18 @@ error_answers! {
         (`idempotency_key_reused`)";
     Misdirected: "A write reached a region that is not its home (`misdirected`); routers send \
         writes home, so only a direct caller of a node sees this";
-    TooManyRequests: "A rate limit tripped (`rate_limited`); retry after `Retry-After` seconds",
+    TooManyRequests: "A rate limit tripped (`rate_limited`, with `policy` and \
+        `retryAfterSeconds`): per client address at the router, per user for booking writes and \
+        per event for reserves at the home node; retry after `Retry-After` seconds",
         RETRY_AFTER,
-        ("RateLimit", "The limit's state: `limit=<n>, remaining=<n>, reset=<seconds>`",
+        ("RateLimit", "What is left of the limit: `\"<policy>\";r=0;t=<seconds>`",
             Type::String),
-        ("RateLimit-Policy", "The limit: `<n>;w=<window seconds>`", Type::String);
-    Unavailable: "Overloaded, or the region that must answer is unreachable (`unavailable`, \
-        `home_region_unreachable`, `region_unreachable`); safe to retry, with the same \
-        `Idempotency-Key` for a write", RETRY_AFTER;
+        ("RateLimit-Policy", "The limit: `\"<policy>\";q=<burst>;w=<window seconds>`",
+            Type::String);
+    Unavailable: "Overloaded (`unavailable`; over the connection cap, before the request is \
+        read), or the region that must answer is unreachable (`home_region_unreachable`, \
+        `region_unreachable`); safe to retry, with the same `Idempotency-Key` for a write",
+        RETRY_AFTER;
     Timeout: "The answer took longer than the request time limit (`timeout`, \
         `upstream_timeout`)";
 }
