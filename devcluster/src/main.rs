@@ -28,6 +28,10 @@ struct Cli {
     /// Port layout base: routers at N+1.., nodes at N+1001.., primaries at N+2001...
     #[arg(long, default_value_t = 8080)]
     base_port: u16,
+    /// Multiplies every rate limit (rate and burst) of the nodes and routers; 0 turns them off.
+    /// Load from one address (loadgen, bench/) needs them raised: 1000.
+    #[arg(long, default_value_t = 1.0)]
+    rate_limit_scale: f64,
     #[command(subcommand)]
     command: Option<Internal>,
 }
@@ -63,11 +67,15 @@ fn main() -> anyhow::Result<()> {
             if !(0.0..=100.0).contains(&cli.latency_scale) {
                 anyhow::bail!("--latency-scale must be between 0 and 100");
             }
+            if !(0.0..=1e6).contains(&cli.rate_limit_scale) {
+                anyhow::bail!("--rate-limit-scale must be between 0 and 1000000");
+            }
             runtime.block_on(cluster::run(ClusterSpec {
                 regions: cli.regions,
                 latency_scale: cli.latency_scale,
                 state_dir: cli.state_dir,
                 base_port: cli.base_port,
+                rate_limit_scale: cli.rate_limit_scale,
                 program: std::env::current_exe()?,
             }))
         }

@@ -12,6 +12,7 @@ async fn a_dropped_cluster_leaves_nothing_behind() {
         latency_scale: 0.0,
         state_dir: std::env::temp_dir().join(format!("cluster-drop-{}", std::process::id())),
         base_port: 30_000 + (std::process::id() % 400) as u16 * 20,
+        rate_limit_scale: 1.0,
         program: env!("CARGO_BIN_EXE_devcluster").into(),
     };
     let cluster = Cluster::start(&spec).await.expect("cluster starts");

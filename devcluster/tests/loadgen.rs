@@ -46,6 +46,8 @@ async fn loadgen_drives_every_scenario_and_audits_the_primaries() {
         // Below the kernel's ephemeral ports (32768 and up), which any client socket may hold,
         // and below multi_region's 21000 and up; a cluster spans about 2,200 ports.
         base_port: 10_000 + (std::process::id() % 350) as u16 * 20,
+        // loadgen's users all come from 127.0.0.1.
+        rate_limit_scale: 1000.0,
         program: env!("CARGO_BIN_EXE_devcluster").into(),
     };
     let cluster = Cluster::start(&spec).await.unwrap();

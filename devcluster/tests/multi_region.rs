@@ -17,6 +17,8 @@ fn spec() -> ClusterSpec {
         latency_scale: 1.0,
         state_dir: std::env::temp_dir().join(format!("multi-region-{}", std::process::id())),
         base_port: 21_000 + (std::process::id() % 400) as u16 * 20,
+        // A thousand sign-ups and reserves from 127.0.0.1.
+        rate_limit_scale: 1000.0,
         program: env!("CARGO_BIN_EXE_devcluster").into(),
     }
 }

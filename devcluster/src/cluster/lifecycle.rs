@@ -217,10 +217,12 @@ impl Cluster {
             let mut node_config =
                 self.node_config(table, region, node_addr, &primary_url, &replicas, secret);
             node_config.ops_listen = layout.node_ops_addr(i)?;
+            node_config.limits = node_config.limits.scaled(spec.rate_limit_scale);
             let node = self.spawn_node(spec, &node_config)?;
             let mut router_config =
                 router_config(layout, table, region, router_addr, dns.local_addr())?;
             router_config.ops_listen = layout.router_ops_addr(i)?;
+            router_config.limits = router_config.limits.scaled(spec.rate_limit_scale);
             let router = self.spawn_router(spec, &router_config)?;
             self.regions.push(Region {
                 config: region.clone(),

@@ -42,6 +42,9 @@ pub struct ClusterSpec {
     pub latency_scale: f64,
     pub state_dir: PathBuf,
     pub base_port: u16,
+    /// Multiplies every rate limit of nodes and routers (their defaults otherwise); `0` turns
+    /// them off. Load tests and benchmarks, which all come from 127.0.0.1, raise them.
+    pub rate_limit_scale: f64,
     /// The `devcluster` binary, which runs each node as `devcluster run-node`.
     pub program: PathBuf,
 }
