@@ -60,6 +60,9 @@ fn price_cents(position: usize) -> u64 {
         .unwrap_or(1_000)
 }
 
+/// The largest per-user ticket cap an event may set (`maxTicketsPerUser`, the node's limit).
+const MAX_TICKETS_PER_USER: u64 = 1_000_000;
+
 /// Tickets per creation request: a million in one request (the node's limit) can outlast the
 /// router's and loadgen's 10 s deadline on a busy machine.
 const TICKETS_PER_REQUEST: u64 = 100_000;
@@ -111,6 +114,10 @@ pub async fn create_event(
                 "startsAt": "2031-06-01T19:30:00Z",
                 "homeRegion": home,
                 "holdSeconds": hold_seconds,
+                // A few hundred accounts make every journey, so the load would run into the
+                // per-user cap, not the platform's limits: the most the API allows. The cap's
+                // check still runs on every reserve, so its cost stays in the figures.
+                "maxTicketsPerUser": MAX_TICKETS_PER_USER,
                 "tiers": tier_list,
             })),
         )

@@ -106,6 +106,9 @@ pub struct AuthConfig {
     pub token_ttl_seconds: u64,
 }
 
+/// The largest per-user ticket cap an event or the default may set (the schema's CHECK).
+pub const MAX_TICKETS_PER_USER: i64 = 1_000_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BookingConfig {
@@ -113,6 +116,9 @@ pub struct BookingConfig {
     pub default_hold_seconds: u32,
     /// Per-order ticket maximum for events that do not set their own.
     pub default_max_per_order: u32,
+    /// Per-user ticket cap (held and bought, across orders) for events that do not set their
+    /// own; read when a reserve or a view needs it, so a change reaches those events too.
+    pub default_max_tickets_per_user: u32,
     /// Simulated payment time, spent outside any transaction.
     pub payment_delay_ms: u64,
     /// How often the sweeper tidies lapsed holds into `expired`.
@@ -257,6 +263,7 @@ impl Default for BookingConfig {
         BookingConfig {
             default_hold_seconds: 600,
             default_max_per_order: 10,
+            default_max_tickets_per_user: 8,
             payment_delay_ms: 200,
             sweep_interval_ms: 1_000,
             sweep_batch: 500,
@@ -265,6 +272,13 @@ impl Default for BookingConfig {
             batch_max: 256,
             batch_workers_per_event: 2,
         }
+    }
+}
+
+impl BookingConfig {
+    /// The per-user ticket cap of an event that sets `own` (`None`: this node's default).
+    pub fn ticket_cap(&self, own: Option<i32>) -> i64 {
+        own.map_or(self.default_max_tickets_per_user.into(), i64::from)
     }
 }
 
@@ -328,6 +342,13 @@ impl ServiceConfig for Config {
         }
         if !(1..=100).contains(&self.booking.default_max_per_order) {
             return invalid("booking.default_max_per_order must be 1..=100".into());
+        }
+        if !(1..=MAX_TICKETS_PER_USER)
+            .contains(&i64::from(self.booking.default_max_tickets_per_user))
+        {
+            return invalid(format!(
+                "booking.default_max_tickets_per_user must be 1..={MAX_TICKETS_PER_USER}"
+            ));
         }
         for shard in &self.reads.shards {
             if self.region_id(&shard.name).is_none() {

@@ -34,7 +34,13 @@ pub enum ApiError {
         message: String,
         available: BTreeMap<String, i64>,
     },
-    #[error("the hold on booking {0} expired before it was confirmed; the payment was voided")]
+    #[error(
+        "at most {cap} tickets of this event per user, held or bought, across all orders: you \
+         have {held}, so you may take {} more, and this order asks for {asked}",
+        (*cap - *held).max(0)
+    )]
+    TicketLimit { cap: i64, held: i64, asked: i64 },
+    #[error("the hold on booking {0} expired before it was confirmed; any payment was voided")]
     HoldExpired(String),
     #[error("booking {booking} is {status}, not held")]
     NotHeld { booking: String, status: String },
@@ -70,6 +76,7 @@ impl ApiError {
             NotFound(_) | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             SoldOut { .. }
+            | TicketLimit { .. }
             | HoldExpired(_)
             | NotHeld { .. }
             | EventNotOnSale(_)
@@ -96,6 +103,7 @@ impl ApiError {
             NotFound(_) | RouteNotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             SoldOut { .. } => "sold_out",
+            TicketLimit { .. } => "ticket_limit",
             HoldExpired(_) => "hold_expired",
             NotHeld { .. } => "not_held",
             EventNotOnSale(_) => "event_not_on_sale",
@@ -116,6 +124,9 @@ impl ApiError {
         match self {
             ApiError::SoldOut { available, .. } => envelope.with("available", json!(available)),
             ApiError::RateLimited(limited) => limited.envelope(),
+            ApiError::TicketLimit { cap, held, .. } => envelope
+                .with("maxTicketsPerUser", json!(cap))
+                .with("mayAdd", json!((cap - held).max(0))),
             _ => envelope,
         }
     }

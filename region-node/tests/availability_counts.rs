@@ -65,8 +65,13 @@ async fn kept_counts_equal_a_full_count_after_a_random_interleaving() {
         })
         .await,
     );
+    // Every buyer buys again and again: the per-user cap is not what is under test.
     let event = api
-        .create_event(&[("VIP", 10_000), ("Front Row", 5_000), ("GA", 1_000)], 1)
+        .create_event_with(
+            &[("VIP", 10_000), ("Front Row", 5_000), ("GA", 1_000)],
+            1,
+            json!({ "maxTicketsPerUser": 1_000 }),
+        )
         .await;
     api.create_tickets(&event, json!({"VIP": 20, "Front Row": 40, "GA": 120}))
         .await;

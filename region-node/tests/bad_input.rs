@@ -229,7 +229,8 @@ async fn snapshot(api: &Api) -> Snapshot {
                                            ',' ORDER BY event_id, name)), '')
               FROM tiers) AS tiers_md5,
            (SELECT coalesce(md5(string_agg(concat_ws(':', id, name, status, hold_seconds,
-                                                     max_per_order), ',' ORDER BY id)), '')
+                                                     max_per_order, max_tickets_per_user),
+                                           ',' ORDER BY id)), '')
               FROM events) AS events_md5,
            (SELECT coalesce(md5(string_agg(concat_ws(':', id, name), ',' ORDER BY id)), '')
               FROM users) AS users_md5",
@@ -1238,6 +1239,22 @@ fn table(ids: &Ids) -> Vec<Case> {
             .admin()
             .json(new_event(json!({ "maxPerOrder": 101 })))
             .expect(400, "validation"),
+        post("event: maxTicketsPerUser 0", "/events")
+            .admin()
+            .json(new_event(json!({ "maxTicketsPerUser": 0 })))
+            .expect(400, "validation"),
+        post("event: maxTicketsPerUser over a million", "/events")
+            .admin()
+            .json(new_event(json!({ "maxTicketsPerUser": 1_000_001 })))
+            .expect(400, "validation"),
+        post("event: maxTicketsPerUser past i32", "/events")
+            .admin()
+            .json(new_event(json!({ "maxTicketsPerUser": 1_i64 << 40 })))
+            .expect(400, "validation"),
+        post("event: maxTicketsPerUser text", "/events")
+            .admin()
+            .json(new_event(json!({ "maxTicketsPerUser": "8" })))
+            .expect(400, "invalid_json"),
         // --- Ticket creation -------------------------------------------------------------------
         post("tickets: negative count", "/tickets/create")
             .admin()

@@ -9,22 +9,6 @@ use std::sync::Arc;
 use common::Api;
 use reqwest::StatusCode;
 
-/// Sum and count of the batch-size histogram, from /metrics.
-async fn batch_stats(api: &Api) -> (f64, f64) {
-    let (_, text) = api.ops("/metrics").await;
-    let value = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (
-        value("ticketing_reserve_batch_size_sum"),
-        value("ticketing_reserve_batch_size_count"),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_mixed_requests_share_batches_and_stay_all_or_nothing() {
     let api = Arc::new(Api::start().await);
@@ -74,7 +58,7 @@ async fn concurrent_mixed_requests_share_batches_and_stay_all_or_nothing() {
     let report = api.audit(&event).await;
     assert!(report.is_clean(), "{:?}", report.violations);
 
-    let (reserves, batches) = batch_stats(&api).await;
+    let (reserves, batches) = api.batch_stats().await;
     assert_eq!(reserves, 60.0, "every reserve went through the batcher");
     assert!(
         batches < reserves,

@@ -423,3 +423,64 @@ async fn the_claim_reads_only_the_claimable_index_however_many_are_sold() {
     );
     assert!(!plan.contains("Seq Scan on tickets"), "{plan}");
 }
+
+#[tokio::test]
+async fn a_lapsed_hold_is_hold_expired_to_confirm_before_and_after_the_sweeper() {
+    let api = Api::start_with(|c| c.booking.sweep_interval_ms = 3_600_000).await;
+    let event = api.seeded_event(1, 1, 2, 1).await;
+    let user = api.signup("late payer").await;
+    let early = api.reserve(&user, &event, &[("GA", 1)]).await;
+    let swept = api.reserve(&user, &event, &[("GA", 1)]).await;
+    let (early, swept) = (
+        early.body["bookingId"].as_str().unwrap().to_owned(),
+        swept.body["bookingId"].as_str().unwrap().to_owned(),
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    // Before the sweeper: the confirm itself records the lapse.
+    let answer = api.confirm(&user, &early, "success").await;
+    assert_eq!(answer.code(), "hold_expired", "{}", answer.body);
+    // After the sweeper recorded the other one, and again for the one the confirm recorded.
+    assert_eq!(
+        region_node::ops::sweeper::sweep_once(&api.node.node).await,
+        1
+    );
+    for booking in [&swept, &early] {
+        let answer = api.confirm(&user, booking, "success").await;
+        assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
+        assert_eq!(answer.code(), "hold_expired", "{}", answer.body);
+    }
+    let statuses: Vec<(String,)> = sqlx::query_as("SELECT status FROM bookings ORDER BY id")
+        .fetch_all(&api.node.db)
+        .await
+        .unwrap();
+    assert_eq!(statuses, [("expired".into(),), ("expired".into(),)]);
+    assert_eq!(api.available(&event, "GA").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_the_sweeper_ends_while_its_payment_runs_is_hold_expired() {
+    // The payment outlasts the one-second hold by far, and the sweeper records the lapse
+    // meanwhile: the confirm finds the booking already `expired`.
+    let api = Api::start_with(|c| {
+        c.booking.payment_delay_ms = 2_000;
+        c.booking.sweep_interval_ms = 100;
+    })
+    .await;
+    let event = api.seeded_event(1, 1, 2, 1).await;
+    let user = api.signup("slow card").await;
+    let held = api.reserve(&user, &event, &[("GA", 2)]).await;
+    let booking = held.body["bookingId"].as_str().unwrap();
+    let answer = api.confirm(&user, booking, "success").await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
+    assert_eq!(answer.code(), "hold_expired", "{}", answer.body);
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM bookings WHERE id = $1")
+        .bind(booking.parse::<i64>().unwrap())
+        .fetch_one(&api.node.db)
+        .await
+        .unwrap();
+    assert_eq!(status, "expired");
+    assert_eq!(api.available(&event, "GA").await, 2);
+    let report = api.audit(&event).await;
+    assert!(report.is_clean(), "{:?}", report.violations);
+}

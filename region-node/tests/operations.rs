@@ -14,7 +14,8 @@ async fn health_readiness_and_metrics_report_the_node() {
     let held = api.reserve(&user, &event, &[("VIP", 2)]).await;
     api.confirm(&user, held.body["bookingId"].as_str().unwrap(), "success")
         .await;
-    api.reserve(&user, &event, &[("VIP", 9)]).await;
+    // Three left: sold out, within the per-user cap.
+    api.reserve(&user, &event, &[("VIP", 4)]).await;
 
     let base = &api.node.base_url;
     let health = reqwest::get(format!("{base}/healthz")).await.unwrap();

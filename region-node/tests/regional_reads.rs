@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::node::TestNode;
 use common::Api;
 use reqwest::StatusCode;
+use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use testkit::postgres::{Durability, PgCluster, PgOptions};
 
@@ -133,7 +134,10 @@ async fn reads_come_from_the_replica_and_the_cache_loads_each_key_once() {
 async fn a_token_reads_its_own_write_even_with_replay_paused() {
     let s = shard(60_000).await;
     let api = &s.api;
-    let event = api.seeded_event(30, 0, 0, 600).await;
+    // One reader books twenty times: room for that under the per-user cap.
+    let event = api
+        .seeded_event_with(30, 0, 0, 600, json!({ "maxTicketsPerUser": 30 }))
+        .await;
     let user = api.signup("reader").await;
     let availability = format!("/tickets?eventId={event}");
     wait_fresh(api).await;

@@ -29,7 +29,8 @@ pub async fn confirm(
         store::find(&mut conn, booking).await?
     };
     if let Err(refused) = ensure_live_hold(&row, caller) {
-        if matches!(refused, ApiError::HoldExpired(_)) {
+        // A lapse not yet recorded is recorded now; one the sweeper recorded stays as it is.
+        if row.lapsed() && matches!(refused, ApiError::HoldExpired(_)) {
             let mut conn = node.pool.acquire().await?;
             release(node, &mut conn, booking, "expired").await?;
         }
@@ -55,10 +56,11 @@ pub async fn confirm(
     sell(node, &mut conn, booking, &row).await
 }
 
-/// A held booking's owner (or an admin) may act on it while its hold is live.
+/// A held booking's owner (or an admin) may act on it while its hold is live; a hold that
+/// lapsed is `hold_expired` before and after the sweeper records it.
 fn ensure_live_hold(row: &BookingRow, caller: AuthUser) -> ApiResult<()> {
     caller.ensure_can_act_for(id_from_db(row.user_id)?, "booking")?;
-    if row.lapsed() {
+    if row.hold_expired() {
         return Err(ApiError::HoldExpired(row.id.to_string()));
     }
     if row.status != "held" {
@@ -93,6 +95,9 @@ async fn sell(
         let current = store::find(conn, booking).await?;
         if current.status == "held" {
             release(node, conn, booking, "expired").await?;
+        }
+        // Still held, or the sweeper got to it first: either way its hold lapsed.
+        if current.status == "held" || current.hold_expired() {
             return Err(ApiError::HoldExpired(booking.to_string()));
         }
         return Err(ApiError::NotHeld {

@@ -66,6 +66,8 @@ pub struct Prepared {
     pub booking_id: Id,
     pub user_id: Id,
     pub hold_seconds: i32,
+    /// The event's per-user ticket cap in force (held and bought, across orders).
+    pub max_tickets_per_user: i64,
     /// (tier, quantity), each tier once, in tier-name order.
     pub wanted: Vec<(String, i32)>,
     pub lines: Vec<Line>,

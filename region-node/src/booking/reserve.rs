@@ -1,10 +1,12 @@
 //! Reserve: a hold on tickets of every wanted tier, all or nothing, on the home primary.
 //!
 //! Concurrent reserves of one event are coalesced (group commit: `booking::coalesce`) and a
-//! group runs as one transaction: one claim locks the tickets the whole group asks for
-//! (`booking::store::CLAIM`, `FOR UPDATE SKIP LOCKED`), `booking::assign` hands them out in
-//! arrival order, then one statement holds them and one inserts the bookings, so many holds
-//! share one durable commit. A reserve alone is a group of one. If a group fails for any reason,
+//! group runs as one transaction: one statement locks each of its holders against other
+//! reserves of theirs for this event and counts what they already hold or bought (the per-user
+//! cap), one claim locks the tickets the whole group asks for (`booking::store::CLAIM`,
+//! `FOR UPDATE SKIP LOCKED`), `booking::assign` hands them out in arrival order within each
+//! holder's cap, then one statement holds them and inserts the bookings, so many holds share
+//! one durable commit. A reserve alone is a group of one. If a group fails for any reason,
 //! each of its requests runs again alone, so one request's failure never fails its group-mates.
 //!
 //! With an `Idempotency-Key`, the booking row is the key's record: it carries the key (unique
@@ -17,7 +19,7 @@ use std::sync::Arc;
 
 use sqlx::{Connection, PgConnection};
 
-use crate::booking::assign::{self, Assignment};
+use crate::booking::assign::{self, Assignment, Want};
 use crate::booking::coalesce::Pending;
 use crate::booking::idempotency::{self, KeyUse};
 use crate::booking::request::{wanted_tiers, Line, Prepared, ReserveRequest};
@@ -87,6 +89,7 @@ async fn prepare(
         booking_id: node.ids.next()?,
         user_id: user.id,
         hold_seconds: terms.hold_seconds,
+        max_tickets_per_user: node.config.booking.ticket_cap(terms.max_tickets_per_user),
         quantity: wanted.iter().map(|(_, q)| q).sum(),
         wanted,
         lines,
@@ -309,28 +312,44 @@ impl HoldFailure {
     }
 }
 
-/// One transaction for the group (of one event): claim, hand out, hold, insert, commit. Per
-/// request, its booking or its `409 sold_out`.
+/// One transaction for the group (of one event): lock and count its holders' tickets, claim,
+/// hand out, hold, insert, commit. Per request, its booking, its `409 sold_out` or its
+/// `409 ticket_limit`.
 async fn hold_group(
     node: &Node,
     conn: &mut PgConnection,
     group: &[Prepared],
 ) -> Result<Vec<ApiResult<Reserved>>, HoldFailure> {
     let event_id = group[0].event_id;
-    let wants = || group.iter().map(|p| p.wanted.as_slice());
+    let wants: Vec<Want> = group
+        .iter()
+        .map(|p| Want {
+            holder: p.user_id.as_i64(),
+            cap: p.max_tickets_per_user,
+            tiers: &p.wanted,
+        })
+        .collect();
+    let mut holders: Vec<i64> = wants.iter().map(|w| w.holder).collect();
+    holders.sort_unstable();
+    holders.dedup();
     let mut tx = conn.begin().await?;
     node.claims.prepare_transaction(&mut tx).await?;
-    let claimed = node
-        .claims
-        .claim(&mut tx, event_id, &assign::totals(wants()))
-        .await?;
-    let assignments = assign::assign(claimed, wants());
+    // Before the claim, so no ticket row is locked while this waits on another batch of the
+    // same holder.
+    let held = node.claims.holdings(&mut tx, event_id, &holders).await?;
+    let totals = assign::totals(&wants, &held);
+    let claimed = if totals.is_empty() {
+        Vec::new()
+    } else {
+        node.claims.claim(&mut tx, event_id, &totals).await?
+    };
+    let assignments = assign::assign(claimed, &wants, held);
     let placed: Vec<(&Prepared, &[TicketRef])> = group
         .iter()
         .zip(&assignments)
         .filter_map(|(p, a)| match a {
             Assignment::Tickets(tickets) => Some((p, tickets.as_slice())),
-            Assignment::Short(_) => None,
+            Assignment::Short(_) | Assignment::OverCap { .. } => None,
         })
         .collect();
     let mut rows = Default::default();
@@ -383,7 +402,33 @@ async fn hold_group(
                     available: available.clone(),
                 })
             }
+            Assignment::OverCap { cap, held } => over_cap(node, conn, prepared, cap, held).await,
         });
     }
     Ok(answers)
+}
+
+/// The answer to a request over its user's cap: `409 ticket_limit`, unless it repeats (same
+/// `Idempotency-Key`) a reserve that committed while this one waited on the user's lock; then
+/// that reserve's booking, which the count just included, is its answer. Looked up only here,
+/// where it can matter, and never failing the group (its transaction is over).
+async fn over_cap(
+    node: &Node,
+    conn: &mut PgConnection,
+    prepared: &Prepared,
+    cap: i64,
+    held: i64,
+) -> ApiResult<Reserved> {
+    if let Some(key) = &prepared.idempotency_key {
+        let key_use = idempotency::key_use(conn, prepared.user_id, key).await?;
+        if let Some(earlier) = earlier_answer(node, conn, prepared, key_use).await? {
+            return Ok(earlier);
+        }
+    }
+    node.metrics.booking_outcome("ticket_limit");
+    Err(ApiError::TicketLimit {
+        cap,
+        held,
+        asked: prepared.quantity.into(),
+    })
 }

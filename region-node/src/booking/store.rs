@@ -67,7 +67,8 @@ pub struct Claims {
 
 impl Claims {
     /// Test-only: claims that take no row locks and bypass the guard trigger, so concurrent
-    /// reserves overwrite each other's tickets.
+    /// reserves overwrite each other's tickets; nor do they lock a holder's count for the
+    /// per-user cap.
     #[cfg(feature = "unlocked-claims-for-race-tests")]
     pub fn without_row_locks() -> Claims {
         Claims { unlocked: true }
@@ -89,6 +90,20 @@ impl Claims {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Locks each (holder, `event_id`) pair until the transaction ends (unlocked: does not), then
+    /// counts the tickets each holder holds (live holds) or bought of the event: what the
+    /// per-user cap weighs a reserve against. One round trip, through the function
+    /// `lock_and_count_holdings` of migration 0004, whose count reads after the locks are
+    /// granted. Run it first in a reserve's transaction, before the claim.
+    pub async fn holdings(
+        &self,
+        conn: &mut PgConnection,
+        event_id: i64,
+        holders: &[i64],
+    ) -> ApiResult<HashMap<i64, i64>> {
+        lock_and_count_holdings(conn, event_id, holders, !self.unlocked()).await
     }
 
     /// Locks (or, unlocked, just reads) up to the wanted quantity of claimable tickets per tier
@@ -121,6 +136,22 @@ async fn claim(
         .bind(&quantities)
         .fetch_all(conn)
         .await?)
+}
+
+async fn lock_and_count_holdings(
+    conn: &mut PgConnection,
+    event_id: i64,
+    holders: &[i64],
+    lock: bool,
+) -> ApiResult<HashMap<i64, i64>> {
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT user_id, tickets FROM lock_and_count_holdings($1, $2, $3)")
+            .bind(event_id)
+            .bind(holders)
+            .bind(lock)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Holds the tickets a batch handed out and inserts its held bookings, in one statement (one

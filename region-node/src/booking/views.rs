@@ -32,6 +32,12 @@ impl BookingRow {
     pub fn lapsed(&self) -> bool {
         self.status == "held" && !self.live
     }
+
+    /// The hold lapsed, whether or not that is recorded yet: `expired` is only ever written
+    /// for a lapsed hold (by the sweeper, or by a confirm or cancel that met it lapsed).
+    pub fn hold_expired(&self) -> bool {
+        self.lapsed() || self.status == "expired"
+    }
 }
 
 /// A ticket of a booking.

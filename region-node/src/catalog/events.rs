@@ -10,7 +10,7 @@ use sqlx::Connection;
 use utoipa::ToSchema;
 
 use crate::catalog::store::{self, EventRow, NewEventRow, TierAvailability};
-use crate::config::Config;
+use crate::config::{BookingConfig, Config, MAX_TICKETS_PER_USER};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::id_from_db;
 use crate::input::text;
@@ -118,6 +118,10 @@ pub struct NewEvent {
     /// Most tickets in one order (default: the node's `booking.default_max_per_order`).
     #[schema(minimum = 1, maximum = 100)]
     pub max_per_order: Option<i64>,
+    /// Most tickets of the event one user may hold or have bought across all their orders;
+    /// absent: the home node's default.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub max_tickets_per_user: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -161,6 +165,9 @@ pub struct EventView {
     pub status: String,
     pub hold_seconds: i32,
     pub max_per_order: i32,
+    /// The cap in force: the event's own, else the reading node's default (one deployment
+    /// configures every node alike).
+    pub max_tickets_per_user: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub tiers: Vec<TierView>,
@@ -183,7 +190,11 @@ impl TierView {
 }
 
 impl EventView {
-    fn new(row: EventRow, tiers: &[TierAvailability]) -> ApiResult<EventView> {
+    fn new(
+        row: EventRow,
+        tiers: &[TierAvailability],
+        booking: &BookingConfig,
+    ) -> ApiResult<EventView> {
         let tiers: Vec<TierView> = tiers
             .iter()
             .filter(|t| t.event_id == row.id)
@@ -200,6 +211,7 @@ impl EventView {
             status: row.status,
             hold_seconds: row.hold_seconds,
             max_per_order: row.max_per_order,
+            max_tickets_per_user: booking.ticket_cap(row.max_tickets_per_user),
             created_at: row.created_at,
             updated_at: row.updated_at,
             tiers,
@@ -250,6 +262,13 @@ fn validate(config: &Config, new: &NewEvent) -> ApiResult<()> {
             return bad("maxPerOrder must be 1 to 100".into());
         }
     }
+    if let Some(m) = new.max_tickets_per_user {
+        if !(1..=MAX_TICKETS_PER_USER).contains(&m) {
+            return bad(format!(
+                "maxTicketsPerUser must be 1 to {MAX_TICKETS_PER_USER}"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -277,6 +296,8 @@ pub async fn create(node: &Node, new: NewEvent) -> ApiResult<EventView> {
         max_per_order: new
             .max_per_order
             .unwrap_or(booking.default_max_per_order.into()) as i32,
+        // Checked above to fit; absent stays absent, so the default keeps applying.
+        max_tickets_per_user: new.max_tickets_per_user.map(|m| m as i32),
         tiers: new
             .tiers
             .iter()
@@ -289,7 +310,7 @@ pub async fn create(node: &Node, new: NewEvent) -> ApiResult<EventView> {
     let tiers = store::availability(&mut *tx, &[event.id]).await?;
     tx.commit().await?;
     let token = node.event_written(&mut conn, event.id).await?;
-    let mut view = EventView::new(event, &tiers)?;
+    let mut view = EventView::new(event, &tiers, booking)?;
     view.consistency_token = Some(token);
     Ok(view)
 }
@@ -305,7 +326,8 @@ pub async fn get(node: &Node, id: Id, after: &ReadAfter) -> ApiResult<ReadAnswer
             let (mut conn, lsn) = answer::snapshot(&source).await?;
             let row = store::find_event(&mut conn, id).await?;
             let tiers = store::availability(&mut *conn, &[row.id]).await?;
-            answer::entry(&EventView::new(row, &tiers)?, &source, lsn)
+            let view = EventView::new(row, &tiers, &node.config.booking)?;
+            answer::entry(&view, &source, lsn)
         })
         .await?;
     Ok(ReadAnswer::from_cached(&entry, lookup))
@@ -334,7 +356,7 @@ pub async fn list(node: &Node, page: Page, after: &ReadAfter) -> ApiResult<ReadA
                 let tiers = store::availability(&mut *conn, &ids).await?;
                 let views = rows
                     .into_iter()
-                    .map(|row| EventView::new(row, &tiers))
+                    .map(|row| EventView::new(row, &tiers, &node.config.booking))
                     .collect::<ApiResult<Vec<_>>>()?;
                 answer::entry(&views, &source, lsn)
             })

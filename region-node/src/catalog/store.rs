@@ -20,12 +20,15 @@ pub struct EventRow {
     pub status: String,
     pub hold_seconds: i32,
     pub max_per_order: i32,
+    /// `None`: the node's default (`booking.default_max_tickets_per_user`).
+    pub max_tickets_per_user: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const EVENT_COLUMNS: &str = "id, name, description, venue, starts_at, home_region, status, \
-                             hold_seconds, max_per_order, created_at, updated_at";
+                             hold_seconds, max_per_order, max_tickets_per_user, created_at, \
+                             updated_at";
 
 /// A tier with its tickets created and left.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -47,6 +50,7 @@ pub struct NewEventRow<'a> {
     pub home_region: &'a str,
     pub hold_seconds: i32,
     pub max_per_order: i32,
+    pub max_tickets_per_user: Option<i32>,
     /// (name, price in cents).
     pub tiers: Vec<(String, i64)>,
 }
@@ -55,8 +59,8 @@ pub struct NewEventRow<'a> {
 pub async fn insert_event(conn: &mut PgConnection, new: &NewEventRow<'_>) -> ApiResult<EventRow> {
     let row: EventRow = sqlx::query_as(&format!(
         "INSERT INTO events (id, name, description, venue, starts_at, home_region, hold_seconds,
-                             max_per_order)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                             max_per_order, max_tickets_per_user)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          RETURNING {EVENT_COLUMNS}"
     ))
     .bind(new.id.as_i64())
@@ -67,6 +71,7 @@ pub async fn insert_event(conn: &mut PgConnection, new: &NewEventRow<'_>) -> Api
     .bind(new.home_region)
     .bind(new.hold_seconds)
     .bind(new.max_per_order)
+    .bind(new.max_tickets_per_user)
     .fetch_one(&mut *conn)
     .await?;
     let (names, prices): (Vec<&str>, Vec<i64>) =
@@ -115,6 +120,8 @@ pub struct SaleTerms {
     pub id: i64,
     pub status: String,
     pub max_per_order: i32,
+    /// `None`: the node's default (`booking.default_max_tickets_per_user`).
+    pub max_tickets_per_user: Option<i32>,
     pub hold_seconds: i32,
     /// (tier, price in cents).
     pub prices: sqlx::types::Json<Vec<(String, i64)>>,
@@ -123,7 +130,7 @@ pub struct SaleTerms {
 /// What a reserve needs of an event (see `catalog::terms`).
 pub async fn sale_terms(conn: &mut PgConnection, id: Id) -> ApiResult<SaleTerms> {
     sqlx::query_as(
-        "SELECT e.id, e.status, e.max_per_order, e.hold_seconds,
+        "SELECT e.id, e.status, e.max_per_order, e.max_tickets_per_user, e.hold_seconds,
                 coalesce((SELECT json_agg(json_build_array(t.name, t.price_cents)
                                           ORDER BY t.price_cents DESC, t.name)
                           FROM tiers t WHERE t.event_id = e.id), '[]') AS prices

@@ -70,6 +70,7 @@ mod tests {
             id: 1,
             status: "on_sale".into(),
             max_per_order: 10,
+            max_tickets_per_user: None,
             hold_seconds: 600,
             prices: sqlx::types::Json(vec![("VIP".into(), 10_000), ("GA".into(), 1_000)]),
         };

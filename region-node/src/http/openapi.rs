@@ -228,7 +228,8 @@ error_answers! {
         user's (`forbidden`)";
     NotFound: "No such record (`not_found`)";
     Conflict: "The request conflicts with the state of the record: `sold_out` (with `available` \
-        per tier), `hold_expired`, `not_held`, `event_not_on_sale`, `idempotency_in_progress`, \
+        per tier), `ticket_limit` (the event's per-user cap: with `maxTicketsPerUser` and \
+        `mayAdd`), `hold_expired`, `not_held`, `event_not_on_sale`, `idempotency_in_progress`, \
         `conflict`";
     PayloadTooLarge: "The body is larger than the configured limit (`payload_too_large`)";
     KeyReused: "This `Idempotency-Key` was used for a different request \

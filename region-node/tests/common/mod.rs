@@ -144,25 +144,34 @@ impl Api {
 
     /// An event homed here with the given tiers (name, price in cents) and hold length.
     pub async fn create_event(&self, tiers: &[(&str, i64)], hold_seconds: i64) -> String {
+        self.create_event_with(tiers, hold_seconds, json!({})).await
+    }
+
+    /// As [`Api::create_event`], with the fields of `extra` added to the body (for instance
+    /// `{"maxTicketsPerUser": 6}`).
+    pub async fn create_event_with(
+        &self,
+        tiers: &[(&str, i64)],
+        hold_seconds: i64,
+        extra: Value,
+    ) -> String {
         let tiers: Vec<Value> = tiers
             .iter()
             .map(|(name, price)| json!({ "name": name, "priceCents": price }))
             .collect();
-        let answer = self
-            .post(
-                "/events",
-                Some(&self.admin),
-                json!({
-                    "name": "Test Night",
-                    "description": "an event under test",
-                    "venue": "Test Arena",
-                    "startsAt": "2030-06-01T20:00:00Z",
-                    "homeRegion": "us-east",
-                    "tiers": tiers,
-                    "holdSeconds": hold_seconds,
-                }),
-            )
-            .await;
+        let mut body = json!({
+            "name": "Test Night",
+            "description": "an event under test",
+            "venue": "Test Arena",
+            "startsAt": "2030-06-01T20:00:00Z",
+            "homeRegion": "us-east",
+            "tiers": tiers,
+            "holdSeconds": hold_seconds,
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let answer = self.post("/events", Some(&self.admin), body).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
         answer.body["id"].as_str().expect("event id").to_owned()
     }
@@ -186,10 +195,24 @@ impl Api {
         ga: i64,
         hold_seconds: i64,
     ) -> String {
+        self.seeded_event_with(vip, front_row, ga, hold_seconds, json!({}))
+            .await
+    }
+
+    /// As [`Api::seeded_event`], with the fields of `extra` added to the event's body.
+    pub async fn seeded_event_with(
+        &self,
+        vip: i64,
+        front_row: i64,
+        ga: i64,
+        hold_seconds: i64,
+        extra: Value,
+    ) -> String {
         let event = self
-            .create_event(
+            .create_event_with(
                 &[("VIP", 10_000), ("Front Row", 5_000), ("GA", 1_000)],
                 hold_seconds,
+                extra,
             )
             .await;
         self.create_tickets(
@@ -254,6 +277,22 @@ impl Api {
             .find(|t| t["name"] == tier)
             .and_then(|t| t["available"].as_i64())
             .expect("tier in availability")
+    }
+
+    /// Sum and count of the reserve batch-size histogram, from /metrics (operations listener).
+    pub async fn batch_stats(&self) -> (f64, f64) {
+        let (_, text) = self.ops("/metrics").await;
+        let value = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            value("ticketing_reserve_batch_size_sum"),
+            value("ticketing_reserve_batch_size_count"),
+        )
     }
 
     pub async fn audit(&self, event: &str) -> testkit::audit::AuditReport {
