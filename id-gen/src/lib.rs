@@ -35,6 +35,8 @@ mod clock;
 mod error;
 mod generator;
 mod id;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod serde_impl;
 
 use std::time::Duration;

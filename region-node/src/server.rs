@@ -1,6 +1,7 @@
 //! The node assembled: the axum router of the API listener with its middleware, the
 //! operations listener's router, and `serve`, which runs both with the background loops
-//! (machine-lease renewal, expiry sweeper, replica lag watch, rate-limit pruner) until shutdown.
+//! (machine-lease renewal, expiry sweeper, replica lag watch, rate-limit pruner) until
+//! shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::state::Node;
 pub fn router(node: Arc<Node>) -> Router {
     let body_limit = node.config.http.body_limit_bytes;
     Router::new()
-        .nest("/api/v1", crate::http::api_routes())
+        .merge(crate::http::api_routes())
         .merge(crate::http::health_routes())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -64,7 +65,8 @@ pub fn ops_router(node: Arc<Node>) -> Router {
 }
 
 /// Runs the node on `listeners` until `shutdown` completes: HTTP (API and operations), the
-/// machine-lease renewal, the expiry sweeper, the lag watch and the rate-limit pruner. The lease is given back on the
+/// machine-lease renewal, the expiry sweeper, the lag watch and the rate-limit pruner. The
+/// lease is given back on the
 /// way out.
 pub async fn serve(
     config: Config,

@@ -1,5 +1,5 @@
-//! /healthz, /readyz, /metrics and /cluster (the last two only on the operations listener),
-//! and the headers every answer carries.
+//! /healthz, /readyz, /metrics and /cluster (the last two only on the operations listener), the
+//! OpenAPI document, and the headers every answer carries.
 
 mod common;
 
@@ -123,4 +123,35 @@ async fn a_request_that_outlives_the_timeout_gets_a_json_504_and_no_sale() {
         .get(&format!("/booking/{booking}"), Some(&user.token))
         .await;
     assert_eq!(mine.body["status"], "held");
+}
+
+#[tokio::test]
+async fn the_node_serves_its_openapi_document_with_its_regions() {
+    let api = Api::start().await;
+    let answer = api.get("/openapi.json", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(answer.body["openapi"], "3.1.0");
+    let documented = answer.body["paths"].as_object().unwrap();
+    for (method, path) in region_node::http::ROUTES {
+        assert!(
+            documented.get(*path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path} is not in the served document"
+        );
+    }
+    let regions: Vec<&str> = api
+        .node
+        .node
+        .config
+        .regions
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        answer.body["components"]["schemas"]["NewEvent"]["properties"]["homeRegion"]["enum"],
+        serde_json::json!(regions)
+    );
 }

@@ -5,15 +5,15 @@
 
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD, ALLOW,
-    ORIGIN, VARY,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN,
+    VARY,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::config::CorsConfig;
 
-/// The API's methods, for `Allow` and the preflight.
+/// The API's methods, for the preflight.
 const METHODS: HeaderValue = HeaderValue::from_static("GET, POST, OPTIONS");
 /// What a page may send: the token, JSON, a retry key, its own request id and trace, and the
 /// consistency token that makes a read show the page's own writes.
@@ -54,12 +54,13 @@ impl Cors {
         self.origins.iter().find(|o| *o == origin).cloned()
     }
 
-    /// The router's own answer to any `OPTIONS` (never forwarded): `204` with `Allow`, and for
-    /// an allowed origin's preflight the methods, request headers and max age it may use.
+    /// The router's own answer to any `OPTIONS` (never forwarded): `204`, and for an allowed
+    /// origin's preflight the methods, request headers and max age it may use. No `Allow`: the
+    /// methods differ from resource to resource, and a proxy does not know them (a wrong
+    /// `Allow` is worse than none; the OpenAPI document lists them).
     pub fn options(&self, origin: Option<&HeaderValue>, request: &HeaderMap) -> Response {
         let mut response = StatusCode::NO_CONTENT.into_response();
         let headers = response.headers_mut();
-        headers.insert(ALLOW, METHODS);
         if origin.is_some() && request.contains_key(ACCESS_CONTROL_REQUEST_METHOD) {
             headers.insert(ACCESS_CONTROL_ALLOW_METHODS, METHODS);
             headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, REQUEST_HEADERS);
@@ -146,7 +147,7 @@ mod tests {
         let mut answer = cors.options(origin.as_ref(), &refused);
         cors.stamp(origin, answer.headers_mut());
         assert_eq!(answer.status(), StatusCode::NO_CONTENT);
-        assert_eq!(answer.headers()[ALLOW], "GET, POST, OPTIONS");
+        assert!(answer.headers().get("allow").is_none());
         assert!(answer
             .headers()
             .keys()

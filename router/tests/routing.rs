@@ -703,6 +703,25 @@ async fn operations_endpoints() {
     assert_eq!(json_of(ready).await["status"], "not_ready");
 }
 
+/// Every router serves the OpenAPI document by forwarding it to its own region's node, like
+/// any read (so it is the document of the nodes' code, never a stale copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_comes_from_the_local_node() {
+    let fakes = Fakes::start().await;
+    let router = RouterUnderTest::start(fakes.config()).await;
+    let response = client()
+        .get(router.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-served-by").unwrap(), "us-east/node-1");
+    let seen = fakes.nodes["us-east"].api();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].uri, "/api/v1/openapi.json");
+}
+
 /// POSTs `body` with `Transfer-Encoding: chunked` over a raw socket; the answer's status line.
 fn chunked_post(addr: std::net::SocketAddr, body: &str) -> String {
     use std::io::{Read, Write};

@@ -12,6 +12,10 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// The whole error answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"error": {
+    "code": "sold_out", "message": "not enough tickets: VIP wants 2, 1 left",
+    "status": 409, "available": {"VIP": 1}}})))]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
@@ -19,11 +23,18 @@ pub struct ErrorEnvelope {
 /// The error itself: a stable machine-readable `code`, a sentence for people, the HTTP status,
 /// and any fields that help the client (`available` on `sold_out`, for instance).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
+    /// Stable and machine-readable: `validation`, `unauthorized`, `sold_out`, ...
     pub code: String,
+    /// For people; it may change, and never names internals.
     pub message: String,
+    /// The HTTP status, repeated.
+    #[cfg_attr(feature = "openapi", schema(minimum = 400, maximum = 599))]
     pub status: u16,
+    /// Extra fields beside the three (the schema allows any).
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub details: Map<String, Value>,
 }
 

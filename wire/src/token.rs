@@ -16,6 +16,7 @@ pub const MIN_SECRET_BYTES: usize = 16;
 pub const DEFAULT_LEEWAY_SECONDS: u64 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,

@@ -6,7 +6,9 @@ use std::time::Duration;
 use id_gen::Id;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What the simulated payment provider answers: `success` pays, `fail` declines (the booking
+/// becomes `payment_failed` and its tickets go back on sale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentSimulation {
     Success,

@@ -6,39 +6,52 @@ use std::collections::BTreeMap;
 
 use id_gen::Id;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::booking::payment::PaymentSimulation;
 use crate::error::{ApiError, ApiResult};
 
-#[derive(Debug, Serialize, Deserialize)]
+/// Hold tickets of one event: all the tiers asked for, or none.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"eventId": "386164735021809669",
+                          "tickets": [{"tier": "VIP", "quantity": 2}, {"tier": "GA", "quantity": 1}]}))]
 pub struct ReserveRequest {
     pub event_id: Id,
+    /// At least one tier; a tier named twice counts twice.
+    #[schema(min_items = 1)]
     pub tickets: Vec<TierQuantity>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TierQuantity {
+    /// A tier of the event, by name.
     pub tier: String,
+    /// 1 to the event's `maxPerOrder` (at most 100), all tiers of the order together.
+    #[schema(minimum = 1, maximum = 100)]
     pub quantity: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// Pay for a held booking (the payment is simulated).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"bookingId": "386164735021809670", "paymentSimulation": "success"}))]
 pub struct ConfirmRequest {
     pub booking_id: Id,
     pub payment_simulation: PaymentSimulation,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// Give a held or confirmed booking's tickets back.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"bookingId": "386164735021809670"}))]
 pub struct CancelRequest {
     pub booking_id: Id,
 }
 
 /// One ordered tier, as stored in `bookings.lines`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Line {
     pub tier: String,

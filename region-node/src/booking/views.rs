@@ -41,10 +41,11 @@ impl BookingRow {
 }
 
 /// A ticket of a booking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketRef {
     #[serde(serialize_with = "serialize_db_id")]
+    #[schema(value_type = Id)]
     pub id: i64,
     pub tier: String,
 }
@@ -53,12 +54,15 @@ fn serialize_db_id<S: serde::Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Err
     s.collect_str(id)
 }
 
-#[derive(Debug, Serialize)]
+/// A booking as its owner (or an admin) sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BookingView {
     pub booking_id: Id,
     pub event_id: Id,
     pub user_id: Id,
+    /// A hold past its expiry shows as `expired` even before the sweeper records it.
+    #[schema(examples("held", "confirmed", "cancelled", "expired", "payment_failed"))]
     pub status: String,
     pub expires_at: DateTime<Utc>,
     pub total_cents: i64,

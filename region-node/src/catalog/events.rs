@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use id_gen::Id;
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
+use utoipa::ToSchema;
 
 use crate::catalog::store::{self, EventRow, NewEventRow, TierAvailability};
 use crate::config::{BookingConfig, Config, MAX_TICKETS_PER_USER};
@@ -78,27 +79,62 @@ pub struct Page {
     pub after: Option<Cursor>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A new event, homed in `homeRegion` (admin only).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "Summer Night", "description": "Open air, three stages", "venue": "Harbour Arena",
+    "startsAt": "2030-07-01T19:30:00Z", "homeRegion": "us-east",
+    "tiers": [{"name": "VIP", "priceCents": 10000}, {"name": "GA", "priceCents": 1000}],
+    "holdSeconds": 600, "maxPerOrder": 10}))]
 pub struct NewEvent {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(
+        max_length = 5000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub description: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub venue: String,
+    /// In the future.
     pub starts_at: DateTime<Utc>,
+    /// A configured region (the served document lists them); the event's writes go there.
     pub home_region: String,
+    /// 1 to 20 tiers, each name once.
+    #[schema(min_items = 1, max_items = 20)]
     pub tiers: Vec<NewTier>,
+    /// How long a reserve holds tickets (default: the node's `booking.default_hold_seconds`).
+    #[schema(minimum = 1, maximum = 3600)]
     pub hold_seconds: Option<i64>,
+    /// Most tickets in one order (default: the node's `booking.default_max_per_order`).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_per_order: Option<i64>,
     /// Most tickets of the event one user may hold or have bought across all their orders;
     /// absent: the home node's default.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub max_tickets_per_user: Option<i64>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewTier {
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub name: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub price_cents: i64,
 }
 
@@ -106,7 +142,7 @@ pub struct NewTier {
 const MAX_PRICE_CENTS: i64 = 1_000_000_000;
 const MAX_TIERS: usize = 20;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TierView {
     pub name: String,
@@ -117,7 +153,8 @@ pub struct TierView {
     pub total: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// An event with what is left of each tier.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     pub id: Id,
@@ -136,6 +173,9 @@ pub struct EventView {
     pub updated_at: DateTime<Utc>,
     pub tiers: Vec<TierView>,
     pub total_available: i64,
+    /// On creation only: `<home region>:<LSN>` of the write, for read-your-writes on replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency_token: Option<String>,
 }
 
 impl TierView {
@@ -176,6 +216,7 @@ impl EventView {
             created_at: row.created_at,
             updated_at: row.updated_at,
             tiers,
+            consistency_token: None,
         })
     }
 }
@@ -232,7 +273,8 @@ fn validate(config: &Config, new: &NewEvent) -> ApiResult<()> {
     Ok(())
 }
 
-/// Creates an event homed here, with its tiers; its shard's cached event list is dropped.
+/// Creates an event homed here, with its tiers; its shard's cached event list is dropped. The
+/// answer carries the write's consistency token.
 pub async fn create(node: &Node, new: NewEvent) -> ApiResult<EventView> {
     validate(&node.config, &new)?;
     if new.home_region != node.config.region {
@@ -268,10 +310,10 @@ pub async fn create(node: &Node, new: NewEvent) -> ApiResult<EventView> {
     let event = store::insert_event(&mut tx, &row).await?;
     let tiers = store::availability(&mut *tx, &[event.id]).await?;
     tx.commit().await?;
-    node.cache
-        .invalidate_event_views(event.id, node.region_id.get())
-        .await;
-    EventView::new(event, &tiers, booking)
+    let token = node.event_written(&mut conn, event.id).await?;
+    let mut view = EventView::new(event, &tiers, booking)?;
+    view.consistency_token = Some(token);
+    Ok(view)
 }
 
 /// One event with availability per tier, from this region's copy of its shard (cached).

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use id_gen::Id;
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
+use utoipa::ToSchema;
 
 use crate::catalog::events::TierView;
 use crate::catalog::store;
@@ -22,13 +23,18 @@ use crate::state::Node;
 pub const MAX_TICKETS_PER_REQUEST: i64 = 1_000_000;
 
 /// `{eventId, tiers: {"VIP": 100}}`, or the seed's `{eventId, vipCount, frontRowCount, gaCount}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"eventId": "386164735021809669", "tiers": {"VIP": 100, "GA": 5000}}))]
 pub struct CreateTickets {
     pub event_id: Id,
+    /// Tickets to add per tier (a tier of the event, by name); give this or the seed's counts.
     pub tiers: Option<BTreeMap<String, i64>>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub vip_count: Option<i64>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub front_row_count: Option<i64>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub ga_count: Option<i64>,
 }
 
@@ -79,17 +85,19 @@ impl CreateTickets {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedTickets {
     pub event_id: Id,
     pub created: BTreeMap<String, i64>,
     pub tiers: Vec<TierView>,
     pub total_available: i64,
+    /// `<home region>:<LSN>` of the write, for read-your-writes on replicas.
+    pub consistency_token: String,
 }
 
 /// Creates the tickets in one statement per tier (UNNEST over minted ids), in one transaction;
-/// the event's cached views are dropped.
+/// the event's cached views are dropped, and the answer carries the write's consistency token.
 pub async fn create(node: &Node, request: CreateTickets) -> ApiResult<CreatedTickets> {
     let counts = request.counts()?;
     let event_id = request.event_id;
@@ -112,18 +120,18 @@ pub async fn create(node: &Node, request: CreateTickets) -> ApiResult<CreatedTic
         .map(TierView::from_row)
         .collect();
     tx.commit().await?;
-    node.cache
-        .invalidate_event_views(terms.id, node.region_id.get())
-        .await;
+    let consistency_token = node.event_written(&mut conn, terms.id).await?;
     Ok(CreatedTickets {
         event_id,
         created,
         total_available: tiers.iter().map(|t| t.available).sum(),
         tiers,
+        consistency_token,
     })
 }
 
-#[derive(Debug, Serialize)]
+/// Tickets left per tier.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Availability {
     pub event_id: Id,
@@ -169,7 +177,7 @@ async fn load_availability(node: Arc<Node>, event_id: Id, token: Option<Lsn>) ->
 }
 
 /// A ticket as the public sees it: no holder, and a lapsed hold shows as available.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketView {
     pub id: Id,

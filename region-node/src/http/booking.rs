@@ -9,13 +9,58 @@ use wire::headers::{CONSISTENCY_TOKEN, IDEMPOTENT_REPLAYED};
 
 use crate::booking::idempotency::{self, WriteAnswer};
 use crate::booking::request::{CancelRequest, ConfirmRequest, ReserveRequest};
+use crate::booking::views::BookingView;
 use crate::booking::{cancel, confirm, lookup, reserve};
 use crate::error::ApiResult;
 use crate::http::extract::{After, Caller, IdempotencyKey, Json, PathId, Query, Writer};
+use crate::http::openapi::{
+    BadRequest, Conflict, Forbidden, KeyReused, Misdirected, NotFound, Unauthorized,
+};
 use crate::http::ListParams;
 use crate::reads::answer::ReadAnswer;
 use crate::state::Node;
 
+/// Reserve tickets
+///
+/// Holds tickets of every tier asked for (all or none) until `expiresAt`; confirm to buy them.
+/// The event's home region runs it: a router sends it there.
+#[utoipa::path(
+    post,
+    path = "/api/v1/booking/reserve",
+    operation_id = "reserve",
+    tag = "booking",
+    params(IdempotencyKey),
+    request_body = ReserveRequest,
+    responses(
+        (status = 201, description = "Held (or, for a repeated `Idempotency-Key`, the booking as it is now)",
+            body = BookingView,
+            headers(
+                ("X-Consistency-Token" = String, description = "The write's consistency token (also in the body): present it on a read to see this write"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same `Idempotency-Key`"),
+            ),
+            links(
+                ("confirm" = (operation_id = "confirm",
+                    request_body = json!({"bookingId": "$response.body#/bookingId", "paymentSimulation": "success"}),
+                    description = "Pay for the hold")),
+                ("cancel" = (operation_id = "cancel",
+                    request_body = json!({"bookingId": "$response.body#/bookingId"}),
+                    description = "Give the tickets back")),
+                ("booking" = (operation_id = "getBooking",
+                    parameters(("id" = "$response.body#/bookingId"), ("X-Consistency-Token" = "$response.header.X-Consistency-Token")),
+                    description = "The booking, read after this write")),
+                ("ticket" = (operation_id = "getTicket",
+                    parameters(("id" = "$response.body#/tickets/0/id"), ("X-Consistency-Token" = "$response.header.X-Consistency-Token")),
+                    description = "A ticket it holds")),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 421, response = Misdirected),
+        (status = 422, response = KeyReused),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn reserve(
     State(node): State<Arc<Node>>,
     Writer(user): Writer,
@@ -26,6 +71,41 @@ pub async fn reserve(
     WriteAnswer::new(StatusCode::CREATED, reserved.view, reserved.replayed)
 }
 
+/// Confirm a booking
+///
+/// Pays for a held booking (the payment is simulated) and sells its tickets. A declined payment
+/// answers the booking `payment_failed`, its tickets released; a hold that lapsed gives
+/// `409 hold_expired`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/booking/confirm",
+    operation_id = "confirm",
+    tag = "booking",
+    params(IdempotencyKey),
+    request_body = ConfirmRequest,
+    responses(
+        (status = 200, description = "Confirmed", body = BookingView,
+            headers(
+                ("X-Consistency-Token" = String, description = "The write's consistency token (also in the body): present it on a read to see this write"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same `Idempotency-Key`"),
+            ),
+            links(
+                ("cancel" = (operation_id = "cancel",
+                    request_body = json!({"bookingId": "$response.body#/bookingId"}),
+                    description = "Give the tickets back")),
+                ("booking" = (operation_id = "getBooking",
+                    parameters(("id" = "$response.body#/bookingId"), ("X-Consistency-Token" = "$response.header.X-Consistency-Token")))),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 421, response = Misdirected),
+        (status = 422, response = KeyReused),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn confirm(
     State(node): State<Arc<Node>>,
     Writer(user): Writer,
@@ -44,6 +124,34 @@ pub async fn confirm(
     .await
 }
 
+/// Cancel a booking
+///
+/// Gives a held or confirmed booking's tickets back.
+#[utoipa::path(
+    post,
+    path = "/api/v1/booking/cancel",
+    operation_id = "cancel",
+    tag = "booking",
+    params(IdempotencyKey),
+    request_body = CancelRequest,
+    responses(
+        (status = 200, description = "Cancelled", body = BookingView,
+            headers(
+                ("X-Consistency-Token" = String, description = "The write's consistency token (also in the body): present it on a read to see this write"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same `Idempotency-Key`"),
+            ),
+            links(("booking" = (operation_id = "getBooking",
+                parameters(("id" = "$response.body#/bookingId"), ("X-Consistency-Token" = "$response.header.X-Consistency-Token")))))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 421, response = Misdirected),
+        (status = 422, response = KeyReused),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn cancel(
     State(node): State<Arc<Node>>,
     Writer(user): Writer,
@@ -62,6 +170,23 @@ pub async fn cancel(
     .await
 }
 
+/// A user's bookings
+///
+/// The caller's own, or anyone's for an admin; newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/booking/user/{id}",
+    operation_id = "listUserBookings",
+    tag = "booking",
+    params(PathId, ListParams, After),
+    responses(
+        (status = 200, description = "The bookings", body = Vec<BookingView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn for_user(
     State(node): State<Arc<Node>>,
     Caller(caller): Caller,
@@ -72,6 +197,24 @@ pub async fn for_user(
     lookup::for_user(&node, caller, user, params.limit()?, &after).await
 }
 
+/// One booking
+///
+/// The caller's own, or any for an admin.
+#[utoipa::path(
+    get,
+    path = "/api/v1/booking/{id}",
+    operation_id = "getBooking",
+    tag = "booking",
+    params(PathId, After),
+    responses(
+        (status = 200, description = "The booking", body = BookingView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get(
     State(node): State<Arc<Node>>,
     Caller(caller): Caller,

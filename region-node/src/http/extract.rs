@@ -1,7 +1,8 @@
 //! Request extractors whose rejections are our JSON errors, so that bad input never reaches a
 //! handler and never gets axum's plain-text answers: the body, path ids, queries, the caller
 //! (and a booking write's caller, within its rate limit), consistency tokens and the
-//! `Idempotency-Key`.
+//! `Idempotency-Key`. Those that read a path segment or a header say so in the OpenAPI document
+//! too (`IntoParams`), so a handler's parameters are documented by naming its extractors.
 
 use std::sync::Arc;
 
@@ -13,6 +14,10 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use id_gen::Id;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{RefOr, Required, Schema};
+use utoipa::{IntoParams, PartialSchema};
 use wire::error::public_parse_message;
 
 use crate::booking::idempotency::key_from_headers;
@@ -76,6 +81,30 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
                 .map_err(|e| ApiError::InvalidId(public_parse_message(&e.body_text())))?;
         parse_id("id", &raw).map(PathId)
     }
+}
+
+impl IntoParams for PathId {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("id")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("The record's id"))
+            .schema(Some(Id::schema()))
+            .build()]
+    }
+}
+
+/// An optional request header's parameter (`name` capitalized as people write it: links and
+/// clients match parameter names exactly).
+fn header_parameter(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(RefOr::T(Schema::Object(schema.build()))))
+        .build()
 }
 
 /// Query string into a struct, with our error on failure.
@@ -147,6 +176,24 @@ impl<S: Send + Sync> FromRequestParts<S> for After {
     }
 }
 
+impl IntoParams for After {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_parameter(
+            "X-Consistency-Token",
+            "Consistency tokens of earlier writes (`<region>:<LSN>`, comma-separated, at most \
+             16): the answer is never older than those writes",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                // Empty entries are skipped; a shard name is visible ASCII but `:` and `,`.
+                .pattern(Some(
+                    "^ *([!-+\\--9;-~]+:[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8} *)?\
+                     (, *([!-+\\--9;-~]+:[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8} *)?)*$",
+                ))
+                .examples(["us-east:0/3A1B2C8"]),
+        )]
+    }
+}
+
 /// The request's `Idempotency-Key`, if it sent one.
 pub struct IdempotencyKey(pub Option<String>);
 
@@ -155,5 +202,20 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         key_from_headers(&parts.headers).map(IdempotencyKey)
+    }
+}
+
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_parameter(
+            "Idempotency-Key",
+            "A retry key, per user: a repeat of the request with the same key gets the first \
+             answer (`Idempotent-Replayed: true`) and does nothing again",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                // 1 to 255 visible ASCII characters once the spaces around are trimmed.
+                .pattern(Some("^[\\t ]*[!-~]([\\t -~]{0,253}[!-~])?[\\t ]*$"))
+                .examples(["order-7d1f3c"]),
+        )]
     }
 }

@@ -26,27 +26,34 @@ use crate::state::Node;
 /// The one answer to every failed login: which of email or password was wrong is not told.
 const WRONG_CREDENTIALS: &str = "wrong email or password";
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 pub struct LoginRequest {
+    #[schema(max_length = 254)]
     pub email: String,
+    #[schema(max_length = 1024)]
     pub password: String,
 }
 
 /// `{refreshToken}`, for refresh and logout.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"refreshToken": "386212193965834240.q8m2Xw0bT4c1vY7nJd5eRk9sLp3uHa6zFo0iGy2tQ1w"}))]
 pub struct RefreshRequest {
+    /// `<session id>.<secret>`, from sign-up, login or the last refresh.
     pub refresh_token: String,
 }
 
 /// What sign-up, login and refresh answer: the user, a short access token and a refresh token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignedIn {
     pub user: UserView,
+    /// A short-lived bearer token for `Authorization: Bearer <token>`.
     pub token: String,
     pub token_expires_at: DateTime<Utc>,
+    /// `<session id>.<secret>`: trade it for new tokens at `/auth/refresh`, once.
     pub refresh_token: String,
     pub refresh_token_expires_at: DateTime<Utc>,
     /// After a sign-up: a read (or a login anywhere) presenting it sees the new account.

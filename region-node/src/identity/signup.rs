@@ -12,11 +12,22 @@ use crate::input::text;
 use crate::reads::consistency::token_after_write;
 use crate::state::Node;
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A sign-up: the account lives in the shard its email hashes to.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada Lovelace", "email": "ada@example.com", "password": "correct horse battery"}))]
 pub struct NewUser {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub name: String,
+    /// Compared without case; plain ASCII.
+    #[schema(min_length = 3, max_length = 254, pattern = "^[^@\\s]+@[^@\\s]+$")]
     pub email: String,
+    /// 10 characters to 1,024 bytes.
+    #[schema(min_length = 10, max_length = 1024)]
     pub password: String,
 }
 

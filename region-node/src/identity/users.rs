@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use id_gen::Id;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::identity::auth::{AuthUser, Permissions, Role};
@@ -12,7 +13,7 @@ use crate::reads::answer::ReadAnswer;
 use crate::reads::consistency::ReadAfter;
 use crate::state::Node;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     pub id: Id,

@@ -339,7 +339,7 @@ impl Api {
             .expect("tier in availability")
     }
 
-    /// Sum and count of the reserve batch-size histogram, from /metrics.
+    /// Sum and count of the reserve batch-size histogram, from /metrics (operations listener).
     pub async fn batch_stats(&self) -> (f64, f64) {
         let (_, text) = self.ops("/metrics").await;
         let value = |name: &str| {
