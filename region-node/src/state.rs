@@ -155,6 +155,20 @@ impl Node {
         self.cache.invalidate_counts(event_id).await;
         token_after_write(conn, &self.config.region).await
     }
+
+    /// After a change to `event_id`'s listing committed on `conn` (its creation, new tickets):
+    /// drops this node's cached views of the event and every page of its shard's event list,
+    /// and returns the write's consistency token.
+    pub async fn listing_written(
+        &self,
+        conn: &mut PgConnection,
+        event_id: i64,
+    ) -> ApiResult<String> {
+        self.cache
+            .invalidate_event_views(event_id, self.region_id.get())
+            .await;
+        token_after_write(conn, &self.config.region).await
+    }
 }
 
 /// Hides a password in a database URL for logs.

@@ -310,7 +310,7 @@ pub async fn create(node: &Node, new: NewEvent) -> ApiResult<EventView> {
     let event = store::insert_event(&mut tx, &row).await?;
     let tiers = store::availability(&mut *tx, &[event.id]).await?;
     tx.commit().await?;
-    let token = node.event_written(&mut conn, event.id).await?;
+    let token = node.listing_written(&mut conn, event.id).await?;
     let mut view = EventView::new(event, &tiers, booking)?;
     view.consistency_token = Some(token);
     Ok(view)

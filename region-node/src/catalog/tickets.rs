@@ -120,7 +120,7 @@ pub async fn create(node: &Node, request: CreateTickets) -> ApiResult<CreatedTic
         .map(TierView::from_row)
         .collect();
     tx.commit().await?;
-    let consistency_token = node.event_written(&mut conn, terms.id).await?;
+    let consistency_token = node.listing_written(&mut conn, terms.id).await?;
     Ok(CreatedTickets {
         event_id,
         created,
