@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use crate::error::ApiResult;
+use crate::http::answers::{BadRequest, Unauthorized};
 use crate::http::extract::{After, Json};
-use crate::http::openapi::{BadRequest, Unauthorized};
 use crate::identity::sessions::{self, LoginRequest, RefreshRequest, SignedIn};
 use crate::state::Node;
 

@@ -12,10 +12,10 @@ use crate::booking::request::{CancelRequest, ConfirmRequest, ReserveRequest};
 use crate::booking::views::BookingView;
 use crate::booking::{cancel, confirm, lookup, reserve};
 use crate::error::ApiResult;
-use crate::http::extract::{After, Caller, IdempotencyKey, Json, PathId, Query, Writer};
-use crate::http::openapi::{
+use crate::http::answers::{
     BadRequest, Conflict, Forbidden, KeyReused, Misdirected, NotFound, Unauthorized,
 };
+use crate::http::extract::{After, Caller, IdempotencyKey, Json, PathId, Query, Writer};
 use crate::http::ListParams;
 use crate::reads::answer::ReadAnswer;
 use crate::state::Node;

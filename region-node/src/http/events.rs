@@ -9,9 +9,9 @@ use utoipa::IntoParams;
 use crate::booking::idempotency::WriteAnswer;
 use crate::catalog::events::{self, EventView, NewEvent, Page};
 use crate::error::ApiResult;
+use crate::http::answers::{BadRequest, Forbidden, Misdirected, NotFound, Unauthorized};
 use crate::http::extract::{Admin, After, Json, PathId, Query};
 use crate::http::list_limit;
-use crate::http::openapi::{BadRequest, Forbidden, Misdirected, NotFound, Unauthorized};
 use crate::reads::answer::ReadAnswer;
 use crate::state::Node;
 

@@ -11,6 +11,7 @@ use crate::catalog::events::MAX_LIST;
 use crate::error::ApiError;
 use crate::state::Node;
 
+mod answers;
 mod auth;
 mod booking;
 mod events;

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 
 use crate::booking::idempotency::WriteAnswer;
 use crate::error::ApiResult;
+use crate::http::answers::{BadRequest, Conflict, Forbidden, Misdirected, NotFound, Unauthorized};
 use crate::http::extract::{After, Caller, Json, PathId};
-use crate::http::openapi::{BadRequest, Conflict, Forbidden, Misdirected, NotFound, Unauthorized};
 use crate::identity::sessions::SignedIn;
 use crate::identity::signup::{self, NewUser};
 use crate::identity::users::{self, UserView};
