@@ -20,6 +20,7 @@ pub mod ids;
 pub mod input;
 pub mod limits;
 pub mod ops;
+pub mod queue;
 pub mod reads;
 pub mod server;
 pub mod state;
