@@ -5,3 +5,4 @@
 
 pub mod estimate;
 pub mod store;
+pub mod views;
