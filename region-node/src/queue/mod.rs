@@ -4,5 +4,6 @@
 //! need no database, in `estimate`.
 
 pub mod estimate;
+pub mod place;
 pub mod store;
 pub mod views;

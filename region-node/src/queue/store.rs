@@ -78,3 +78,48 @@ pub async fn queues<'e>(db: impl PgExecutor<'e>, event_ids: &[i64]) -> ApiResult
 pub async fn queue<'e>(db: impl PgExecutor<'e>, event_id: i64) -> ApiResult<Option<QueueRow>> {
     Ok(queues(db, &[event_id]).await?.pop())
 }
+
+/// A user's place in a queue, with what decides its state: the admission that covered its
+/// position (if any) and whether an order was made with it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlaceRow {
+    pub event_id: i64,
+    pub user_id: i64,
+    pub joined_at: DateTime<Utc>,
+    /// `None` while in the lobby.
+    pub position: Option<i64>,
+    /// When the serving counter passed the position (`None`: not yet).
+    pub admitted_at: Option<DateTime<Utc>>,
+    /// `admitted_at` + the queue's pass window.
+    pub pass_expires_at: Option<DateTime<Utc>>,
+    /// A booking was made with this place's pass.
+    pub used: bool,
+}
+
+/// `user`'s place in `event`'s queue, if they joined. The covering admission is found by the
+/// admissions' key (first position at or below the place, the latest such).
+pub async fn place<'e>(
+    db: impl PgExecutor<'e>,
+    event_id: i64,
+    user_id: i64,
+) -> ApiResult<Option<PlaceRow>> {
+    Ok(sqlx::query_as(
+        "SELECT m.event_id, m.user_id, m.joined_at, m.position,
+                a.admitted_at,
+                a.admitted_at + make_interval(secs => q.pass_seconds) AS pass_expires_at,
+                EXISTS (SELECT 1 FROM bookings b
+                        WHERE b.event_id = m.event_id AND b.queue_position = m.position) AS used
+         FROM queue_members m
+         JOIN event_queues q ON q.event_id = m.event_id
+         LEFT JOIN LATERAL (
+             SELECT a.admitted_at FROM queue_admissions a
+             WHERE a.event_id = m.event_id AND a.first_position <= m.position
+               AND a.last_position >= m.position
+             ORDER BY a.first_position DESC LIMIT 1) a ON true
+         WHERE m.event_id = $1 AND m.user_id = $2",
+    )
+    .bind(event_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?)
+}
