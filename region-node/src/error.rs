@@ -67,6 +67,20 @@ pub enum ApiError {
     Timeout,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+
+    // The waiting room's places and passes (DESIGN section 10).
+    /// The event exists but is not queued.
+    #[error("event {0} has no queue")]
+    QueueNotFound(String),
+    /// The caller has no place in the event's queue.
+    #[error("you have not joined the queue of event {0}")]
+    NotInQueue(String),
+    /// A pass was asked for while the place is in the lobby or still waiting.
+    #[error("your place in the queue is not admitted yet")]
+    QueueNotAdmitted,
+    /// A pass missing, refused, expired or used: `403` with the pass's own code.
+    #[error(transparent)]
+    QueuePass(#[from] crate::queue::pass::PassError),
 }
 
 impl ApiError {
@@ -76,8 +90,10 @@ impl ApiError {
             Validation(_) | InvalidJson(_) | InvalidId(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Forbidden(_) => StatusCode::FORBIDDEN,
-            NotFound(_) | RouteNotFound => StatusCode::NOT_FOUND,
+            Forbidden(_) | QueuePass(_) => StatusCode::FORBIDDEN,
+            NotFound(_) | RouteNotFound | QueueNotFound(_) | NotInQueue(_) => {
+                StatusCode::NOT_FOUND
+            }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             SoldOut { .. }
             | TicketLimit { .. }
@@ -86,6 +102,7 @@ impl ApiError {
             | EventNotOnSale(_)
             | IdempotencyInProgress
             | EmailTaken
+            | QueueNotAdmitted
             | Conflict(_) => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Misdirected { .. } | MisdirectedAccount { .. } => StatusCode::MISDIRECTED_REQUEST,
@@ -121,6 +138,10 @@ impl ApiError {
             Unavailable => "unavailable",
             Timeout => "timeout",
             Internal(_) => "internal",
+            QueueNotFound(_) => "queue_not_found",
+            NotInQueue(_) => "not_in_queue",
+            QueueNotAdmitted => "queue_not_admitted",
+            QueuePass(refused) => refused.code(),
         }
     }
 

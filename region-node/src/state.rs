@@ -25,6 +25,7 @@ use crate::identity::lease::{IdSource, MachineLease};
 use crate::identity::password::Passwords;
 use crate::limits::NodeLimits;
 use crate::ops::metrics::Metrics;
+use crate::queue::pass::PassKeys;
 use crate::reads::cache::ReadCache;
 use crate::reads::consistency::{token_after_write, ReadAfter};
 use crate::reads::replica::{ReadSource, Readers, ShardReader};
@@ -43,6 +44,8 @@ pub struct Node {
     pub pool: PgPool,
     pub ids: IdSource,
     pub tokens: TokenKeys,
+    /// Queue passes: signed and checked with the same secret as access tokens.
+    pub passes: PassKeys,
     pub passwords: Passwords,
     pub metrics: Metrics,
     pub readers: Arc<Readers>,
@@ -100,6 +103,7 @@ impl Node {
             config.auth.jwt_secret.as_bytes(),
             config.auth.leeway_seconds,
         );
+        let passes = PassKeys::new(config.auth.jwt_secret.as_bytes());
         let passwords = Passwords::new(&config.auth.password)?;
         let readers = Arc::new(Readers::new(&config, pool.clone())?);
         readers.check_all().await;
@@ -120,6 +124,7 @@ impl Node {
             pool,
             ids,
             tokens,
+            passes,
             passwords,
             metrics: Metrics::new(),
             readers,

@@ -21,6 +21,10 @@ pub struct ReserveRequest {
     /// At least one tier; a tier named twice counts twice.
     #[schema(min_items = 1)]
     pub tickets: Vec<TierQuantity>,
+    /// The pass of an admitted place in the event's queue (`POST /events/{id}/queue/pass`):
+    /// required when the event is queued, ignored when it is not.
+    #[serde(default)]
+    pub queue_pass: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -74,6 +78,8 @@ pub struct Prepared {
     pub total_cents: i64,
     pub quantity: i32,
     pub idempotency_key: Option<String>,
+    /// The queue position the pass admitted (queued events only): one order per position.
+    pub queue_position: Option<i64>,
 }
 
 /// Merges repeated tiers and checks quantities against the per-order maximum.

@@ -13,6 +13,10 @@
 //! per user) and is written in the hold's own transaction, so a keyed reserve costs no commit
 //! more than an unkeyed one. A group looks up all its keys in one statement; a concurrent
 //! duplicate waits on the unique key and then answers with the first one's booking.
+//!
+//! A queued event's reserve carries a queue pass, checked by signature in `prepare`; its
+//! position goes into the booking, where the database allows one order per position and only
+//! admitted positions of the booking user's own place (migration 0005).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +33,7 @@ use crate::catalog;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::auth::AuthUser;
 use crate::ids::ensure_home;
+use crate::queue::pass::PassError;
 use crate::reads::cache::shared_error;
 use crate::state::Node;
 
@@ -69,6 +74,12 @@ async fn prepare(
     if terms.status != "on_sale" {
         return Err(ApiError::EventNotOnSale(event_id.to_string()));
     }
+    let queue_position = if terms.queued {
+        Some(queue_position(node, &request, user)?)
+    } else {
+        // A pass for an event that is not queued is ignored.
+        None
+    };
     let wanted = wanted_tiers(&request.tickets, terms.max_per_order.into())?;
     let lines = wanted
         .iter()
@@ -95,7 +106,19 @@ async fn prepare(
         lines,
         total_cents,
         idempotency_key: idempotency_key.map(str::to_owned),
+        queue_position,
     })
+}
+
+/// The queue position a reserve of a queued event books with: its pass's, checked by signature
+/// alone (no lookup). That the position is unused, and the caller's own, the database enforces
+/// when the booking is inserted (`bookings_one_per_pass`, `bookings_pass_is_the_users_place`).
+fn queue_position(node: &Node, request: &ReserveRequest, user: AuthUser) -> ApiResult<i64> {
+    let pass = request.queue_pass.as_deref().ok_or(PassError::Required)?;
+    let now = chrono::Utc::now().timestamp();
+    Ok(node
+        .passes
+        .verify(pass, request.event_id.as_i64(), user.id.as_i64(), now)?)
 }
 
 /// A batch the coalescer gathered: every request gets its own answer.
@@ -300,16 +323,34 @@ impl HoldFailure {
         prepared: &Prepared,
     ) -> ApiResult<Reserved> {
         match self {
-            HoldFailure::Failed(error) => Err(error),
-            HoldFailure::KeyTaken => {
-                let key = prepared.idempotency_key.as_deref().unwrap_or_default();
-                let key_use = idempotency::key_use(conn, prepared.user_id, key).await?;
-                earlier_answer(node, conn, prepared, key_use)
-                    .await?
-                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("taken key has no booking")))
+            // The pass's order may be this request's own: a concurrent duplicate with the same
+            // key, whose insert won. Then that booking is the answer, as for a taken key.
+            HoldFailure::Failed(ApiError::QueuePass(PassError::Used)) => {
+                match earlier_by_key(node, conn, prepared).await? {
+                    Some(earlier) => Ok(earlier),
+                    None => Err(PassError::Used.into()),
+                }
             }
+            HoldFailure::Failed(error) => Err(error),
+            HoldFailure::KeyTaken => earlier_by_key(node, conn, prepared)
+                .await?
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("taken key has no booking"))),
         }
     }
+}
+
+/// The booking an earlier reserve with `prepared`'s `Idempotency-Key` made, if it has one and
+/// that reserve committed (see [`earlier_answer`]).
+async fn earlier_by_key(
+    node: &Node,
+    conn: &mut PgConnection,
+    prepared: &Prepared,
+) -> ApiResult<Option<Reserved>> {
+    let Some(key) = &prepared.idempotency_key else {
+        return Ok(None);
+    };
+    let key_use = idempotency::key_use(conn, prepared.user_id, key).await?;
+    earlier_answer(node, conn, prepared, key_use).await
 }
 
 /// One transaction for the group (of one event): lock and count its holders' tickets, claim,
@@ -356,8 +397,16 @@ async fn hold_group(
     if !placed.is_empty() {
         rows = match store::hold_and_insert(&mut tx, event_id, &placed).await {
             Ok(rows) => rows,
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(HoldFailure::KeyTaken)
+            // A refused pass fails the group, whose members then run alone: only the request
+            // with that pass is refused.
+            Err(sqlx::Error::Database(e)) => {
+                if let Some(refused) = store::pass_refusal(e.as_ref()) {
+                    return Err(HoldFailure::Failed(refused.into()));
+                }
+                if e.is_unique_violation() {
+                    return Err(HoldFailure::KeyTaken);
+                }
+                return Err(sqlx::Error::Database(e).into());
             }
             Err(e) => return Err(e.into()),
         };
@@ -419,11 +468,8 @@ async fn over_cap(
     cap: i64,
     held: i64,
 ) -> ApiResult<Reserved> {
-    if let Some(key) = &prepared.idempotency_key {
-        let key_use = idempotency::key_use(conn, prepared.user_id, key).await?;
-        if let Some(earlier) = earlier_answer(node, conn, prepared, key_use).await? {
-            return Ok(earlier);
-        }
+    if let Some(earlier) = earlier_by_key(node, conn, prepared).await? {
+        return Ok(earlier);
     }
     node.metrics.booking_outcome("ticket_limit");
     Err(ApiError::TicketLimit {

@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 use crate::booking::request::Prepared;
 use crate::booking::views::{BookingRow, TicketRef};
 use crate::error::{ApiError, ApiResult};
+use crate::queue::pass::PassError;
 
 const BOOKING_COLUMNS: &str = "id, event_id, user_id, status, expires_at > now() AS live, \
                                quantity, lines, total_cents, expires_at, created_at, updated_at, \
@@ -156,8 +157,9 @@ async fn lock_and_count_holdings(
 
 /// Holds the tickets a batch handed out and inserts its held bookings, in one statement (one
 /// round trip inside the reserve's transaction, which claimed the tickets): each ticket held by
-/// its request's booking and user for its hold length, each booking listing its tickets. A
-/// reused `Idempotency-Key` fails it with a unique violation.
+/// its request's booking and user for its hold length, each booking listing its tickets and,
+/// for a queued event, its pass's queue position. A reused `Idempotency-Key` fails it with a
+/// unique violation; a refused queue place with one of [`pass_refusal`]'s.
 pub async fn hold_and_insert(
     conn: &mut PgConnection,
     event_id: i64,
@@ -180,8 +182,8 @@ pub async fn hold_and_insert(
     let rows: Vec<BookingRow> = sqlx::query_as(&format!(
         "WITH b AS (
              SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::int4[], $6::jsonb[],
-                                  $7::bigint[], $8::float8[], $9::text[])
-                 AS b(id, holder, quantity, lines, total, hold, key)),
+                                  $7::bigint[], $8::float8[], $9::text[], $11::int8[])
+                 AS b(id, holder, quantity, lines, total, hold, key, queue_position)),
          held AS (
              UPDATE tickets t SET status = 'held', booking_id = b.id, user_id = b.holder,
                                   hold_expires_at = now() + make_interval(secs => b.hold),
@@ -190,11 +192,11 @@ pub async fn hold_and_insert(
              JOIN b ON b.id = u.booking
              WHERE t.id = u.id)
          INSERT INTO bookings (id, event_id, user_id, status, quantity, lines, ticket_ids,
-                               total_cents, expires_at, idempotency_key)
+                               total_cents, expires_at, idempotency_key, queue_position)
          SELECT b.id, $10, b.holder, 'held', b.quantity, b.lines,
                 ARRAY(SELECT u.id FROM unnest($1::bigint[], $2::bigint[]) AS u(id, booking)
                       WHERE u.booking = b.id ORDER BY u.id),
-                b.total, now() + make_interval(secs => b.hold), b.key
+                b.total, now() + make_interval(secs => b.hold), b.key, b.queue_position
          FROM b
          RETURNING {BOOKING_COLUMNS}"
     ))
@@ -218,9 +220,28 @@ pub async fn hold_and_insert(
             .collect::<Vec<_>>(),
     )
     .bind(event_id)
+    .bind(
+        requests
+            .iter()
+            .map(|p| p.queue_position)
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+}
+
+/// The pass refusal a failed booking insert stands for, if any, by the constraint of
+/// migration 0005 it broke: a second order with one place (`bookings_one_per_pass`), no
+/// admitted place for a queued event (the trigger `bookings_need_an_admitted_place`, e.g. a
+/// reserve that read the event's terms before it was queued), or a place not the user's own.
+pub fn pass_refusal(error: &dyn sqlx::error::DatabaseError) -> Option<PassError> {
+    match error.constraint()? {
+        "bookings_one_per_pass" => Some(PassError::Used),
+        "bookings_need_an_admitted_place" => Some(PassError::Required),
+        "bookings_pass_is_the_users_place" => Some(PassError::Invalid),
+        _ => None,
+    }
 }
 
 pub async fn find(conn: &mut PgConnection, id: Id) -> ApiResult<BookingRow> {

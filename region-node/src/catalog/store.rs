@@ -125,6 +125,8 @@ pub struct SaleTerms {
     pub hold_seconds: i32,
     /// (tier, price in cents).
     pub prices: sqlx::types::Json<Vec<(String, i64)>>,
+    /// The event has a waiting room: a reserve needs a queue pass.
+    pub queued: bool,
 }
 
 /// What a reserve needs of an event (see `catalog::terms`).
@@ -133,7 +135,8 @@ pub async fn sale_terms(conn: &mut PgConnection, id: Id) -> ApiResult<SaleTerms>
         "SELECT e.id, e.status, e.max_per_order, e.max_tickets_per_user, e.hold_seconds,
                 coalesce((SELECT json_agg(json_build_array(t.name, t.price_cents)
                                           ORDER BY t.price_cents DESC, t.name)
-                          FROM tiers t WHERE t.event_id = e.id), '[]') AS prices
+                          FROM tiers t WHERE t.event_id = e.id), '[]') AS prices,
+                EXISTS (SELECT 1 FROM event_queues q WHERE q.event_id = e.id) AS queued
          FROM events e WHERE e.id = $1",
     )
     .bind(id.as_i64())

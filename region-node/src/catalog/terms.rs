@@ -1,6 +1,7 @@
 //! The sale terms of events homed here (status, limits, prices), cached for a second: every
-//! reserve needs them, the API never changes them once the event exists, and the second bounds
-//! how long an operator's edit in the database goes unseen. Saves two queries per reserve on
+//! reserve needs them, the API changes only whether the event is queued (and drops the entry
+//! when it does), and the second bounds how long an operator's edit in the database, or
+//! another node's queue change, goes unseen. Saves two queries per reserve on
 //! the hot path.
 
 use std::sync::Arc;
@@ -52,6 +53,12 @@ impl TermsCache {
             .await
             .map_err(|e: Arc<ApiError>| shared_error(&e))
     }
+
+    /// Forgets `event`'s terms, after a change this node made to them (a queue set), so its
+    /// next reserve reads them again. Other nodes see it within the cache's second.
+    pub async fn invalidate(&self, event: impl Into<i64>) {
+        self.0.invalidate(&event.into()).await;
+    }
 }
 
 impl Default for TermsCache {
@@ -73,6 +80,7 @@ mod tests {
             max_tickets_per_user: None,
             hold_seconds: 600,
             prices: sqlx::types::Json(vec![("VIP".into(), 10_000), ("GA".into(), 1_000)]),
+            queued: false,
         };
         assert_eq!(terms.price_of("GA").unwrap(), 1_000);
         assert_eq!(

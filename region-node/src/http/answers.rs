@@ -102,13 +102,16 @@ error_answers! {
         and logout a refresh token that is unknown, expired, revoked or already rotated \
         (`unauthorized`)";
     Forbidden: "The caller may not do this: it needs the admin role, or the record is another \
-        user's (`forbidden`)";
-    NotFound: "No such record (`not_found`)";
+        user's (`forbidden`); or a queued event's pass is missing or refused \
+        (`queue_pass_required`, `queue_pass_invalid`, `queue_pass_wrong_event`, \
+        `queue_pass_wrong_user`, `queue_pass_expired`, `queue_pass_used`)";
+    NotFound: "No such record (`not_found`); for a queue, the event has none \
+        (`queue_not_found`) or the caller has not joined it (`not_in_queue`)";
     Conflict: "The request conflicts with the state of the record: `sold_out` (with `available` \
         per tier), `ticket_limit` (the event's per-user cap: with `maxTicketsPerUser` and \
         `mayAdd`), `hold_expired`, `not_held`, `event_not_on_sale`, `idempotency_in_progress`, \
         `email_taken` (sign-up: an account with this email exists, in any letter case), \
-        `conflict`";
+        `queue_not_admitted` (a pass asked for before the place was admitted), `conflict`";
     PayloadTooLarge: "The body is larger than the configured limit (`payload_too_large`)";
     KeyReused: "This `Idempotency-Key` was used for a different request \
         (`idempotency_key_reused`)";

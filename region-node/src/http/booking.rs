@@ -23,7 +23,8 @@ use crate::state::Node;
 /// Reserve tickets
 ///
 /// Holds tickets of every tier asked for (all or none) until `expiresAt`; confirm to buy them.
-/// The event's home region runs it: a router sends it there.
+/// The event's home region runs it: a router sends it there. A queued event's reserve needs
+/// `queuePass`, the pass of the caller's admitted place (`403` without a good one).
 #[utoipa::path(
     post,
     path = "/api/v1/booking/reserve",
@@ -54,6 +55,7 @@ use crate::state::Node;
             )),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 421, response = Misdirected),

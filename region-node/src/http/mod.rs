@@ -19,6 +19,7 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 mod ops;
+mod queue_place;
 mod tickets;
 mod users;
 
@@ -63,6 +64,8 @@ route_table! {
             get "/events" => events::list,
             post "/events" => events::create,
             get "/events/{id}" => events::get,
+            get "/events/{id}/queue/me" => queue_place::me,
+            post "/events/{id}/queue/pass" => queue_place::pass,
             get "/tickets" => tickets::availability,
             post "/tickets/create" => tickets::create,
             get "/tickets/{id}" => tickets::get,

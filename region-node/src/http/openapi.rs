@@ -19,7 +19,7 @@ use crate::http::answers::{
     header, BadRequest, Conflict, Forbidden, KeyReused, Misdirected, NotFound, PayloadTooLarge,
     Timeout, TooManyRequests, Unauthorized, Unavailable, EVERY_ANSWER, READ_ANSWER,
 };
-use crate::http::{auth, booking, events, ops, tickets, users};
+use crate::http::{auth, booking, events, ops, queue_place, tickets, users};
 use crate::state::Node;
 
 /// The security scheme of every operation that needs a caller (`security(("bearer" = []))`).
@@ -45,6 +45,8 @@ const BEARER: &str = "bearer";
         events::list,
         events::create,
         events::get,
+        queue_place::me,
+        queue_place::pass,
         tickets::availability,
         tickets::create,
         tickets::get,
@@ -80,6 +82,7 @@ const BEARER: &str = "bearer";
         (name = "events", description = "What is on sale"),
         (name = "tickets", description = "Tickets and what is left"),
         (name = "booking", description = "Reserve, confirm, cancel: the booking's life"),
+        (name = "queue", description = "The waiting room of a queued on-sale: places and passes"),
         (name = "operations", description = "Health and this document"),
     )
 )]

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub bookings: Family<OutcomeLabels, Counter>,
     pub pool: Family<PoolLabels, Gauge>,
     pub reserve_batch_size: Histogram,
+    // The waiting room (issue 11).
+    /// Queue passes signed by this node.
+    pub queue_passes_issued: Counter,
 }
 
 impl Metrics {
@@ -93,6 +96,13 @@ impl Metrics {
             "Database pool connections by state",
             pool.clone(),
         );
+        // The waiting room (issue 11).
+        let queue_passes_issued = Counter::default();
+        registry.register(
+            "queue_passes_issued",
+            "Queue passes issued to admitted places",
+            queue_passes_issued.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -103,6 +113,7 @@ impl Metrics {
             bookings,
             pool,
             reserve_batch_size,
+            queue_passes_issued,
         }
     }
 

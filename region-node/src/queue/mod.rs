@@ -4,6 +4,8 @@
 //! need no database, in `estimate`.
 
 pub mod estimate;
+pub mod me;
+pub mod pass;
 pub mod place;
 pub mod store;
 pub mod views;
