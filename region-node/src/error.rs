@@ -91,9 +91,7 @@ impl ApiError {
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) | QueuePass(_) => StatusCode::FORBIDDEN,
-            NotFound(_) | RouteNotFound | QueueNotFound(_) | NotInQueue(_) => {
-                StatusCode::NOT_FOUND
-            }
+            NotFound(_) | RouteNotFound | QueueNotFound(_) | NotInQueue(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             SoldOut { .. }
             | TicketLimit { .. }

@@ -29,7 +29,12 @@ pub struct QueuePass {
 }
 
 /// The caller's place, as `GET /events/{id}/queue/me` answers it.
-pub async fn me(node: &Node, user: AuthUser, event: Id, after: &ReadAfter) -> ApiResult<ReadAnswer> {
+pub async fn me(
+    node: &Node,
+    user: AuthUser,
+    event: Id,
+    after: &ReadAfter,
+) -> ApiResult<ReadAnswer> {
     let (source, queue, place) = read_place(node, user, event, after).await?;
     ReadAnswer::uncached(&QueuePlace::new(&place, &queue), &source)
 }

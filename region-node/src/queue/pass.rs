@@ -180,7 +180,9 @@ mod tests {
 
     #[test]
     fn a_forged_pass_is_invalid() {
-        let other = PassKeys::new(b"another-secret-entirely!").sign(&good()).unwrap();
+        let other = PassKeys::new(b"another-secret-entirely!")
+            .sign(&good())
+            .unwrap();
         assert_eq!(
             keys().verify(&other, EVENT, USER, NOW),
             Err(PassError::Invalid)
