@@ -268,9 +268,29 @@ async fn an_idempotent_retry_with_its_pass_answers_the_first_booking() {
     assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
     assert_eq!(retry.body["bookingId"], first.body["bookingId"]);
     assert_eq!(retry.headers["idempotent-replayed"], "true");
+    // Also once the pass has expired, or without it: the key's booking is the answer.
+    let expired = api
+        .node
+        .node
+        .passes
+        .sign(&PassClaims::new(
+            id(&cat.id),
+            id(&event),
+            1,
+            now() - 700,
+            now() - 100,
+        ))
+        .unwrap();
+    for late in [Some(expired.as_str()), None] {
+        let retry = reserve_keyed(&api, &cat, &event, late, Some("retry-1")).await;
+        assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+        assert_eq!(retry.body["bookingId"], first.body["bookingId"]);
+    }
     // A new key is a new order: the pass made one already.
     let other = reserve_keyed(&api, &cat, &event, Some(&pass), Some("retry-2")).await;
     assert_refused(&other, StatusCode::FORBIDDEN, "queue_pass_used");
+    let other = reserve_keyed(&api, &cat, &event, Some(&expired), Some("retry-3")).await;
+    assert_refused(&other, StatusCode::FORBIDDEN, "queue_pass_expired");
     assert_eq!(bookings(&api, &event).await, 1);
 }
 

@@ -75,7 +75,15 @@ async fn prepare(
         return Err(ApiError::EventNotOnSale(event_id.to_string()));
     }
     let queue_position = if terms.queued {
-        Some(queue_position(node, &request, user)?)
+        match queue_position(node, &request, user) {
+            Ok(position) => Some(position),
+            // A retry of a keyed reserve is answered by the key's lookup (before any hold),
+            // whatever its pass has become since: expired, or used by that very booking.
+            Err(refused) => match idempotency_key {
+                Some(key) if key_was_used(node, user, key).await? => None,
+                _ => return Err(refused),
+            },
+        }
     } else {
         // A pass for an event that is not queued is ignored.
         None
@@ -129,6 +137,14 @@ async fn run_batch(node: Arc<Node>, batch: Vec<Pending<Prepared, ApiResult<Reser
     for (reply, answer) in replies.into_iter().zip(answers) {
         let _ = reply.send(answer);
     }
+}
+
+/// Whether `key` is taken: by a reserve of this user (its booking is the answer) or another
+/// operation (`422`). Only asked when a pass is refused, so it costs the hot path nothing.
+async fn key_was_used(node: &Node, user: AuthUser, key: &str) -> ApiResult<bool> {
+    let mut conn = node.pool.acquire().await?;
+    let key_use = idempotency::key_use(&mut conn, user.id, key).await?;
+    Ok(!matches!(key_use, KeyUse::Unused))
 }
 
 /// A reserve in a transaction of its own: its key's earlier answer, else its hold.
