@@ -13,11 +13,11 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool};
 use wire::ServiceConfig;
 
-use crate::booking::coalesce::Coalescer;
 use crate::booking::request::Prepared;
 use crate::booking::store::Claims;
 use crate::booking::views::Reserved;
 use crate::catalog::terms::TermsCache;
+use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::auth::TokenKeys;
