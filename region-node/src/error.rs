@@ -52,6 +52,13 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("{0}")]
     Conflict(String),
+    // The waiting room (issue 11).
+    #[error("event {0} has no waiting room")]
+    QueueNotFound(String),
+    #[error("the waiting room of event {0} is closed to new joins")]
+    QueueClosed(String),
+    #[error("the waiting room of event {0} has opened (its lobby was drawn): opensAt can no longer change")]
+    QueueAlreadyOpen(String),
     #[error("writes for events homed in {home} go to that region; this node serves {local}")]
     Misdirected { home: String, local: String },
     #[error("accounts with this email live in {home}; this node serves {local}")]
@@ -77,7 +84,7 @@ impl ApiError {
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
-            NotFound(_) | RouteNotFound => StatusCode::NOT_FOUND,
+            NotFound(_) | RouteNotFound | QueueNotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             SoldOut { .. }
             | TicketLimit { .. }
@@ -86,7 +93,9 @@ impl ApiError {
             | EventNotOnSale(_)
             | IdempotencyInProgress
             | EmailTaken
-            | Conflict(_) => StatusCode::CONFLICT,
+            | Conflict(_)
+            | QueueClosed(_)
+            | QueueAlreadyOpen(_) => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Misdirected { .. } | MisdirectedAccount { .. } => StatusCode::MISDIRECTED_REQUEST,
             RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -115,6 +124,9 @@ impl ApiError {
             IdempotencyInProgress => "idempotency_in_progress",
             IdempotencyKeyReused => "idempotency_key_reused",
             Conflict(_) => "conflict",
+            QueueNotFound(_) => "queue_not_found",
+            QueueClosed(_) => "queue_closed",
+            QueueAlreadyOpen(_) => "queue_already_open",
             EmailTaken => "email_taken",
             Misdirected { .. } | MisdirectedAccount { .. } => "misdirected",
             RateLimited(_) => "rate_limited",

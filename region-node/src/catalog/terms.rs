@@ -52,6 +52,12 @@ impl TermsCache {
             .await
             .map_err(|e: Arc<ApiError>| shared_error(&e))
     }
+
+    /// Forgets `event_id`'s terms on this node, after a change to them (its waiting room) that
+    /// the next reserve must see at once.
+    pub async fn invalidate(&self, event_id: i64) {
+        self.0.invalidate(&event_id).await;
+    }
 }
 
 impl Default for TermsCache {

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 mod ops;
+mod queue;
 mod tickets;
 mod users;
 
@@ -63,6 +64,9 @@ route_table! {
             get "/events" => events::list,
             post "/events" => events::create,
             get "/events/{id}" => events::get,
+            put "/events/{id}/queue" => queue::put,
+            get "/events/{id}/queue" => queue::get,
+            post "/events/{id}/queue" => queue::join,
             get "/tickets" => tickets::availability,
             post "/tickets/create" => tickets::create,
             get "/tickets/{id}" => tickets::get,
