@@ -2,7 +2,7 @@
 //! then created or changed in one transaction; the answer is the queue's figures with the
 //! write's consistency token.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use id_gen::Id;
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection};
@@ -64,14 +64,15 @@ pub fn validate(settings: &QueueSettings) -> ApiResult<SettingsRow> {
     }
     if settings
         .closes_at
-        .is_some_and(|closes| closes <= settings.opens_at)
+        .is_some_and(|closes| closes.trunc_subsecs(6) <= settings.opens_at.trunc_subsecs(6))
     {
         return bad("closesAt must be after opensAt");
     }
-    // The ranges above fit the columns' types.
+    // The ranges above fit the columns' types; times are kept to the microsecond, as the
+    // database does, so a PUT repeating the stored opensAt is the same opensAt.
     Ok(SettingsRow {
-        opens_at: settings.opens_at,
-        closes_at: settings.closes_at,
+        opens_at: settings.opens_at.trunc_subsecs(6),
+        closes_at: settings.closes_at.map(|c| c.trunc_subsecs(6)),
         target_active: settings.target_active as i32,
         max_admit_per_second: rate,
         pass_seconds: settings.pass_seconds as i32,

@@ -313,10 +313,10 @@ pub async fn active<'e>(db: impl PgExecutor<'e>, event_id: i64) -> ApiResult<i64
              WHERE a.event_id = $1
                AND a.admitted_at > now() - make_interval(secs => q.pass_seconds)
          )
-         SELECT (SELECT coalesce(sum(o.last_position - o.first_position + 1), 0) FROM open)::int8
+         SELECT (SELECT coalesce(sum(o.last_position - o.first_position + 1), 0) FROM open o)::int8
               - (SELECT count(*) FROM bookings b
                  WHERE b.event_id = $1
-                   AND b.queue_position >= (SELECT min(o.first_position) FROM open)
+                   AND b.queue_position >= (SELECT min(o.first_position) FROM open o)
                    AND EXISTS (SELECT 1 FROM open o
                                WHERE b.queue_position BETWEEN o.first_position
                                                           AND o.last_position))
