@@ -378,6 +378,8 @@ async fn settings_joins_and_their_refusals() {
         settings(opens_at, 5, 5.0, 9),
         settings(opens_at, 5, 5.0, 86_401),
         json!({"opensAt": "tomorrow", "targetActive": 5, "maxAdmitPerSecond": 5, "passSeconds": 60}),
+        json!({"opensAt": "-0100-01-01T00:00:00Z", "targetActive": 5,
+               "maxAdmitPerSecond": 5, "passSeconds": 60}),
         json!([]),
         unknown_field,
         no_opening,

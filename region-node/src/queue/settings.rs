@@ -1,8 +1,9 @@
 //! A queue's settings (`PUT /events/{id}/queue`, admin, on the event's home node): checked,
 //! then created or changed in one transaction; the answer is the queue's figures with the
-//! write's consistency token.
+//! write's consistency token. Also the queue's figures read in this region
+//! (`GET /events/{id}/queue`) and why an event has none.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use id_gen::Id;
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection};
@@ -61,6 +62,11 @@ pub fn validate(settings: &QueueSettings) -> ApiResult<SettingsRow> {
     }
     if !(10..=86_400).contains(&settings.pass_seconds) {
         return bad("passSeconds must be 10 to 86400");
+    }
+    // Years the database and every client read alike (chrono parses far beyond them).
+    let sane = |t: DateTime<Utc>| (2000..=9999).contains(&t.year());
+    if !sane(settings.opens_at) || !settings.closes_at.is_none_or(sane) {
+        return bad("opensAt and closesAt must fall in the years 2000 to 9999");
     }
     if settings
         .closes_at
@@ -157,7 +163,9 @@ mod tests {
 
     #[test]
     fn each_setting_out_of_range_is_refused_naming_it() {
-        let cases: [(fn(&mut QueueSettings), &str); 8] = [
+        /// Spoils one setting of good ones, naming it.
+        type Spoil = (fn(&mut QueueSettings), &'static str);
+        let cases: [Spoil; 10] = [
             (|s| s.target_active = 0, "targetActive"),
             (|s| s.target_active = 1_000_001, "targetActive"),
             (|s| s.max_admit_per_second = 0.0, "maxAdmitPerSecond"),
@@ -166,6 +174,14 @@ mod tests {
             (|s| s.pass_seconds = 9, "passSeconds"),
             (|s| s.pass_seconds = 86_401, "passSeconds"),
             (|s| s.closes_at = Some(s.opens_at), "closesAt"),
+            (
+                |s| s.opens_at = "-0100-01-01T00:00:00Z".parse().unwrap(),
+                "opensAt",
+            ),
+            (
+                |s| s.closes_at = Some("+20000-01-01T00:00:00Z".parse().unwrap()),
+                "closesAt",
+            ),
         ];
         for (spoil, field) in cases {
             let mut bad = settings();
