@@ -4,6 +4,7 @@
 //! after it) and commits once for all. A repeated join adds nothing and answers the same place.
 //! If a batch fails, each of its joins runs again alone, so one never fails the others.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use id_gen::Id;
@@ -15,7 +16,7 @@ use crate::identity::auth::AuthUser;
 use crate::ids::{ensure_home, id_from_db};
 use crate::queue::place::{Joining, QueuePlace};
 use crate::queue::settings::missing_queue;
-use crate::queue::store;
+use crate::queue::store::{self, PlaceRow};
 use crate::reads::consistency::token_after_write;
 use crate::state::Node;
 
@@ -97,7 +98,7 @@ async fn join_group(node: &Node, joins: &[Joining]) -> ApiResult<Vec<ApiResult<Q
 
 /// Each user once, in order of first arrival (a user may send two joins into one batch).
 fn arrivals(joins: &[Joining]) -> Vec<i64> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     joins
         .iter()
         .map(|j| j.user_id)
@@ -105,7 +106,8 @@ fn arrivals(joins: &[Joining]) -> Vec<i64> {
         .collect()
 }
 
-/// The joiners' places as committed, read back on the primary, with the write's token.
+/// The joiners' places as committed, read back on the primary in one statement, with the
+/// write's token.
 async fn places(
     conn: &mut PgConnection,
     joins: &[Joining],
@@ -117,11 +119,16 @@ async fn places(
     let queue = store::queue(&mut *conn, first.event_id)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("queue vanished after a join")))?;
-    let mut answers = Vec::with_capacity(joins.len());
-    for joining in joins {
-        let answer = match store::place(&mut *conn, joining.event_id, joining.user_id).await? {
+    let rows: HashMap<i64, PlaceRow> = store::places(&mut *conn, first.event_id, &arrivals(joins))
+        .await?
+        .into_iter()
+        .map(|row| (row.user_id, row))
+        .collect();
+    let answers = joins
+        .iter()
+        .map(|joining| match rows.get(&joining.user_id) {
             Some(row) => {
-                let mut place = QueuePlace::new(&row, &queue);
+                let mut place = QueuePlace::new(row, &queue);
                 place.consistency_token = Some(token.to_owned());
                 Ok(place)
             }
@@ -129,9 +136,8 @@ async fn places(
                 "user {} has no place after joining",
                 joining.user_id
             ))),
-        };
-        answers.push(answer);
-    }
+        })
+        .collect();
     Ok(answers)
 }
 

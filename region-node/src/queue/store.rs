@@ -96,13 +96,23 @@ pub struct PlaceRow {
     pub used: bool,
 }
 
-/// `user`'s place in `event`'s queue, if they joined. The covering admission is found by the
-/// admissions' key (first position at or below the place, the latest such).
+/// `user`'s place in `event`'s queue, if they joined.
 pub async fn place<'e>(
     db: impl PgExecutor<'e>,
     event_id: i64,
     user_id: i64,
 ) -> ApiResult<Option<PlaceRow>> {
+    Ok(places(db, event_id, &[user_id]).await?.pop())
+}
+
+/// The places of those of `user_ids` who joined `event`'s queue, in no particular order. The
+/// covering admission is found by the admissions' key (first position at or below the place,
+/// the latest such).
+pub async fn places<'e>(
+    db: impl PgExecutor<'e>,
+    event_id: i64,
+    user_ids: &[i64],
+) -> ApiResult<Vec<PlaceRow>> {
     Ok(sqlx::query_as(
         "SELECT m.event_id, m.user_id, m.joined_at, m.position,
                 a.admitted_at,
@@ -116,11 +126,11 @@ pub async fn place<'e>(
              WHERE a.event_id = m.event_id AND a.first_position <= m.position
                AND a.last_position >= m.position
              ORDER BY a.first_position DESC LIMIT 1) a ON true
-         WHERE m.event_id = $1 AND m.user_id = $2",
+         WHERE m.event_id = $1 AND m.user_id = ANY($2)",
     )
     .bind(event_id)
-    .bind(user_id)
-    .fetch_optional(db)
+    .bind(user_ids)
+    .fetch_all(db)
     .await?)
 }
 
