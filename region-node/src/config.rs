@@ -32,6 +32,46 @@ pub struct Config {
     pub ids: IdsConfig,
     pub reads: ReadsConfig,
     pub limits: LimitsConfig,
+    pub queue: QueueConfig,
+}
+
+/// The waiting room's loops and join batching (see `queue`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// How often the home node draws due lobbies and advances serving counters.
+    pub tick_ms: u64,
+    /// How often every node refreshes the queue gauges of `/metrics` from its replicas.
+    pub metrics_interval_ms: u64,
+    /// Most joins of one event in one transaction.
+    pub join_batch_max: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            tick_ms: 200,
+            metrics_interval_ms: 1_000,
+            join_batch_max: 512,
+        }
+    }
+}
+
+impl QueueConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.tick_ms == 0 || self.metrics_interval_ms == 0 || self.join_batch_max == 0 {
+            return Err(ConfigError::Invalid(
+                "queue.tick_ms, metrics_interval_ms and join_batch_max must be positive".into(),
+            ));
+        }
+        // A tick slower than the shortest pass window (10 s) could not keep the loop closed.
+        if self.tick_ms > 10_000 {
+            return Err(ConfigError::Invalid(
+                "queue.tick_ms must be at most 10000".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where and how this node reads. Without `shards`, every read goes to `database.url` (a
@@ -249,6 +289,7 @@ impl Default for Config {
             ids: IdsConfig::default(),
             reads: ReadsConfig::default(),
             limits: LimitsConfig::default(),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -392,6 +433,7 @@ impl ServiceConfig for Config {
         if self.ids.lease_ttl_seconds < 3 {
             return invalid("ids.lease_ttl_seconds must be at least 3".into());
         }
+        self.queue.validate()?;
         self.limits.validate()
     }
 }
@@ -470,5 +512,20 @@ mod tests {
         assert_eq!(raised.user_writes, Rate::new(5_000.0, 20_000));
         let off = LimitsConfig::default().scaled(0.0);
         assert!(!off.user_writes.enabled && !off.event_reserves.enabled);
+    }
+
+    #[test]
+    fn queue_loops_need_positive_periods() {
+        for adjust in [
+            |c: &mut Config| c.queue.tick_ms = 0,
+            |c: &mut Config| c.queue.tick_ms = 60_000,
+            |c: &mut Config| c.queue.metrics_interval_ms = 0,
+            |c: &mut Config| c.queue.join_batch_max = 0,
+        ] {
+            let mut config = valid();
+            adjust(&mut config);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("queue."), "{error}");
+        }
     }
 }

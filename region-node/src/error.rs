@@ -52,6 +52,11 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("{0}")]
     Conflict(String),
+    // The waiting room (issue 11): its settings and joins.
+    #[error("the waiting room of event {0} is closed to new joins")]
+    QueueClosed(String),
+    #[error("the waiting room of event {0} has opened (its lobby was drawn): opensAt can no longer change")]
+    QueueAlreadyOpen(String),
     #[error("writes for events homed in {home} go to that region; this node serves {local}")]
     Misdirected { home: String, local: String },
     #[error("accounts with this email live in {home}; this node serves {local}")]
@@ -70,7 +75,7 @@ pub enum ApiError {
 
     // The waiting room's places and passes (DESIGN section 10).
     /// The event exists but is not queued.
-    #[error("event {0} has no queue")]
+    #[error("event {0} has no waiting room")]
     QueueNotFound(String),
     /// The caller has no place in the event's queue.
     #[error("you have not joined the queue of event {0}")]
@@ -101,7 +106,9 @@ impl ApiError {
             | IdempotencyInProgress
             | EmailTaken
             | QueueNotAdmitted
-            | Conflict(_) => StatusCode::CONFLICT,
+            | Conflict(_)
+            | QueueClosed(_)
+            | QueueAlreadyOpen(_) => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Misdirected { .. } | MisdirectedAccount { .. } => StatusCode::MISDIRECTED_REQUEST,
             RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -130,6 +137,8 @@ impl ApiError {
             IdempotencyInProgress => "idempotency_in_progress",
             IdempotencyKeyReused => "idempotency_key_reused",
             Conflict(_) => "conflict",
+            QueueClosed(_) => "queue_closed",
+            QueueAlreadyOpen(_) => "queue_already_open",
             EmailTaken => "email_taken",
             Misdirected { .. } | MisdirectedAccount { .. } => "misdirected",
             RateLimited(_) => "rate_limited",

@@ -8,10 +8,12 @@
 //! `booking::store`), `catalog/` (events, tiers, tickets, sale terms), `reads/` (replica readers
 //! and lag, cache, consistency tokens, answers), `identity/` (tokens, users, machine lease),
 //! `ops/` (metrics, sweeper, health), `http/` (thin handlers), `limits` (rate limits per user
-//! and per event). `state` is the shared state; `server` assembles it all.
+//! and per event), `queue/` (the waiting room), `coalesce` (group commit's batching queue, shared
+//! by booking and queue). `state` is the shared state; `server` assembles it all.
 
 pub mod booking;
 pub mod catalog;
+pub mod coalesce;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -1,7 +1,7 @@
 //! The node assembled: the axum router of the API listener with its middleware, the
 //! operations listener's router, and `serve`, which runs both with the background loops
-//! (machine-lease renewal, expiry sweeper, replica lag watch, rate-limit pruner) until
-//! shutdown.
+//! (machine-lease renewal, expiry sweeper, queue serving loop, queue gauges, replica lag watch,
+//! rate-limit pruner) until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,7 +22,8 @@ use crate::error::ApiError;
 use crate::http::extract::BodyLimit;
 use crate::http::middleware::{stamp_and_time_limit, track, NodeRequestIds};
 use crate::identity::lease::MachineLease;
-use crate::ops::sweeper;
+use crate::ops::{queue_metrics, sweeper};
+use crate::queue::serving;
 use crate::state::Node;
 
 /// The API listener's routes and middleware, outermost last.
@@ -65,7 +66,8 @@ pub fn ops_router(node: Arc<Node>) -> Router {
 }
 
 /// Runs the node on `listeners` until `shutdown` completes: HTTP (API and operations), the
-/// machine-lease renewal, the expiry sweeper, the lag watch and the rate-limit pruner. The
+/// machine-lease renewal, the expiry sweeper, the queue serving loop and gauges, the lag watch
+/// and the rate-limit pruner. The
 /// lease is given back on the
 /// way out.
 pub async fn serve(
@@ -88,6 +90,8 @@ pub async fn serve_node(
     let background = [
         tokio::spawn(lease.clone().keep_renewed(node.pool.clone())),
         tokio::spawn(sweeper::run(node.clone())),
+        tokio::spawn(serving::run(node.clone())),
+        tokio::spawn(queue_metrics::run(node.clone())),
         tokio::spawn(node.readers.clone().watch()),
         tokio::spawn(wire::limits::prune_loop(
             Duration::from_millis(node.config.limits.prune_interval_ms),

@@ -1,6 +1,6 @@
 //! The node's shared state, built once at start and handed to every request: configuration,
 //! the primary's pool, the id source, token keys and password hashing, metrics, the shard
-//! readers and read cache, the reserve batcher and the rate limiters. It holds only components that import nothing of it back (no
+//! readers and read cache, the reserve and join batchers and the rate limiters. It holds only components that import nothing of it back (no
 //! feature logic, no HTTP), so no module depends on itself through it.
 
 use std::sync::Arc;
@@ -13,11 +13,11 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool};
 use wire::ServiceConfig;
 
-use crate::booking::coalesce::Coalescer;
 use crate::booking::request::Prepared;
 use crate::booking::store::Claims;
 use crate::booking::views::Reserved;
 use crate::catalog::terms::TermsCache;
+use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::auth::TokenKeys;
@@ -26,13 +26,14 @@ use crate::identity::password::Passwords;
 use crate::limits::NodeLimits;
 use crate::ops::metrics::Metrics;
 use crate::queue::pass::PassKeys;
+use crate::queue::place::{Joining, QueuePlace};
 use crate::reads::cache::ReadCache;
 use crate::reads::consistency::{token_after_write, ReadAfter};
 use crate::reads::replica::{ReadSource, Readers, ShardReader};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// A reserve batch worker with nothing to do for this long ends; the queue is made again on
+/// A reserve or join batch worker with nothing to do for this long ends; the queue is made again on
 /// demand.
 const BATCH_WORKER_IDLE: Duration = Duration::from_secs(30);
 
@@ -52,6 +53,9 @@ pub struct Node {
     pub cache: ReadCache,
     /// Group commit: concurrent reserves of one event, coalesced per event id.
     pub batcher: Coalescer<Prepared, ApiResult<Reserved>>,
+    /// Concurrent joins of one event's waiting room, coalesced per event id (one worker: the
+    /// queue row's lock serialises them anyway).
+    pub joins: Coalescer<Joining, ApiResult<QueuePlace>>,
     pub claims: Claims,
     pub terms: TermsCache,
     /// Booking writes per user, reserves per event.
@@ -116,6 +120,7 @@ impl Node {
             config.booking.batch_max,
             BATCH_WORKER_IDLE,
         );
+        let joins = Coalescer::new(1, config.queue.join_batch_max, BATCH_WORKER_IDLE);
         let served_by = HeaderValue::from_str(&format!("{}/{}", config.region, config.node_name))
             .context("region and node name must be header-safe")?;
         Ok(Arc::new(Node {
@@ -130,6 +135,7 @@ impl Node {
             readers,
             cache,
             batcher,
+            joins,
             claims,
             terms: TermsCache::new(),
             limits,

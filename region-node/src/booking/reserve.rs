@@ -1,6 +1,6 @@
 //! Reserve: a hold on tickets of every wanted tier, all or nothing, on the home primary.
 //!
-//! Concurrent reserves of one event are coalesced (group commit: `booking::coalesce`) and a
+//! Concurrent reserves of one event are coalesced (group commit: `crate::coalesce`) and a
 //! group runs as one transaction: one statement locks each of its holders against other
 //! reserves of theirs for this event and counts what they already hold or bought (the per-user
 //! cap), one claim locks the tickets the whole group asks for (`booking::store::CLAIM`,
@@ -24,12 +24,12 @@ use std::sync::Arc;
 use sqlx::{Connection, PgConnection};
 
 use crate::booking::assign::{self, Assignment, Want};
-use crate::booking::coalesce::Pending;
 use crate::booking::idempotency::{self, KeyUse};
 use crate::booking::request::{wanted_tiers, Line, Prepared, ReserveRequest};
 use crate::booking::store;
 use crate::booking::views::{BookingView, Reserved, TicketRef};
 use crate::catalog;
+use crate::coalesce::Pending;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::auth::AuthUser;
 use crate::ids::ensure_home;

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 mod ops;
+mod queue;
 mod queue_place;
 mod tickets;
 mod users;
@@ -66,6 +67,9 @@ route_table! {
             get "/events/{id}" => events::get,
             get "/events/{id}/queue/me" => queue_place::me,
             post "/events/{id}/queue/pass" => queue_place::pass,
+            put "/events/{id}/queue" => queue::put,
+            get "/events/{id}/queue" => queue::get,
+            post "/events/{id}/queue" => queue::join,
             get "/tickets" => tickets::availability,
             post "/tickets/create" => tickets::create,
             get "/tickets/{id}" => tickets::get,

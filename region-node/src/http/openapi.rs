@@ -19,7 +19,7 @@ use crate::http::answers::{
     header, BadRequest, Conflict, Forbidden, KeyReused, Misdirected, NotFound, PayloadTooLarge,
     Timeout, TooManyRequests, Unauthorized, Unavailable, EVERY_ANSWER, READ_ANSWER,
 };
-use crate::http::{auth, booking, events, ops, queue_place, tickets, users};
+use crate::http::{auth, booking, events, ops, queue, queue_place, tickets, users};
 use crate::state::Node;
 
 /// The security scheme of every operation that needs a caller (`security(("bearer" = []))`).
@@ -47,6 +47,9 @@ const BEARER: &str = "bearer";
         events::get,
         queue_place::me,
         queue_place::pass,
+        queue::put,
+        queue::get,
+        queue::join,
         tickets::availability,
         tickets::create,
         tickets::get,
@@ -80,9 +83,9 @@ const BEARER: &str = "bearer";
         (name = "users", description = "Sign-up and user records"),
         (name = "auth", description = "Login, refresh and logout: access and refresh tokens"),
         (name = "events", description = "What is on sale"),
+        (name = "queue", description = "Waiting rooms of queued on-sales: a fair draw at opening, a serving counter, places and passes"),
         (name = "tickets", description = "Tickets and what is left"),
         (name = "booking", description = "Reserve, confirm, cancel: the booking's life"),
-        (name = "queue", description = "The waiting room of a queued on-sale: places and passes"),
         (name = "operations", description = "Health and this document"),
     )
 )]
@@ -215,6 +218,7 @@ mod tests {
     use crate::http::ROUTES;
     use crate::identity::sessions::{LoginRequest, RefreshRequest};
     use crate::identity::signup::NewUser;
+    use crate::queue::settings::QueueSettings;
 
     const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
@@ -430,6 +434,7 @@ mod tests {
             ("ReserveRequest", reads::<ReserveRequest>),
             ("ConfirmRequest", reads::<ConfirmRequest>),
             ("CancelRequest", reads::<CancelRequest>),
+            ("QueueSettings", reads::<QueueSettings>),
         ]);
         let mut seen = BTreeSet::new();
         for (method, path, operation) in operations(&doc) {

@@ -1,9 +1,11 @@
 //! The node's Prometheus metrics: requests and latency per route, holds, sales, releases,
-//! booking outcomes, batch sizes, pool use.
+//! booking outcomes, batch sizes, pool use, and the waiting rooms' figures per event.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -31,6 +33,37 @@ pub struct PoolLabels {
     pub state: String,
 }
 
+/// A waiting room's gauges are labelled with its event's id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: String,
+}
+
+/// One waiting room's counters as a replica shows them (every node shows every queue).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueGauges {
+    pub serving: i64,
+    pub last_position: i64,
+    pub lobby_size: i64,
+    pub admit_rate: f64,
+}
+
+/// The waiting rooms' metrics (issue 11): gauges per event, counters for the whole node.
+pub struct QueueMetrics {
+    pub serving: Family<EventLabels, Gauge>,
+    pub last_position: Family<EventLabels, Gauge>,
+    pub lobby_size: Family<EventLabels, Gauge>,
+    pub admit_rate: Family<EventLabels, Gauge<f64, AtomicU64>>,
+    /// Home node only: the closed loop's measured active users and its set point.
+    pub active: Family<EventLabels, Gauge>,
+    pub target: Family<EventLabels, Gauge>,
+    /// Places given by joins on this node (a repeated join gives none).
+    pub joins: Counter,
+    pub passes_issued: Counter,
+    /// Positions this node's serving loop admitted.
+    pub admitted: Counter,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -41,9 +74,7 @@ pub struct Metrics {
     pub bookings: Family<OutcomeLabels, Counter>,
     pub pool: Family<PoolLabels, Gauge>,
     pub reserve_batch_size: Histogram,
-    // The waiting room (issue 11).
-    /// Queue passes signed by this node.
-    pub queue_passes_issued: Counter,
+    pub queue: QueueMetrics,
 }
 
 impl Metrics {
@@ -96,13 +127,7 @@ impl Metrics {
             "Database pool connections by state",
             pool.clone(),
         );
-        // The waiting room (issue 11).
-        let queue_passes_issued = Counter::default();
-        registry.register(
-            "queue_passes_issued",
-            "Queue passes issued to admitted places",
-            queue_passes_issued.clone(),
-        );
+        let queue = QueueMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -113,7 +138,7 @@ impl Metrics {
             bookings,
             pool,
             reserve_batch_size,
-            queue_passes_issued,
+            queue,
         }
     }
 
@@ -130,6 +155,116 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl QueueMetrics {
+    fn register(registry: &mut Registry) -> QueueMetrics {
+        let queue = QueueMetrics {
+            serving: Family::default(),
+            last_position: Family::default(),
+            lobby_size: Family::default(),
+            admit_rate: Family::default(),
+            active: Family::default(),
+            target: Family::default(),
+            joins: Counter::default(),
+            passes_issued: Counter::default(),
+            admitted: Counter::default(),
+        };
+        let gauges = [
+            (
+                "queue_serving",
+                "Waiting room serving counter: positions up to it are admitted",
+                &queue.serving,
+            ),
+            (
+                "queue_last_position",
+                "Waiting room positions handed out so far",
+                &queue.last_position,
+            ),
+            (
+                "queue_lobby_size",
+                "Waiting room lobby members drawn at opening",
+                &queue.lobby_size,
+            ),
+            (
+                "queue_active",
+                "Waiting room admitted users not yet done (home node)",
+                &queue.active,
+            ),
+            (
+                "queue_target",
+                "Waiting room closed loop set point of active users (home node)",
+                &queue.target,
+            ),
+        ];
+        for (name, help, family) in gauges {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "queue_admit_rate",
+            "Waiting room measured admissions per second (last 30 s)",
+            queue.admit_rate.clone(),
+        );
+        registry.register(
+            "queue_joins",
+            "Waiting room places given",
+            queue.joins.clone(),
+        );
+        registry.register(
+            "queue_passes_issued",
+            "Waiting room passes issued",
+            queue.passes_issued.clone(),
+        );
+        registry.register(
+            "queue_admitted",
+            "Waiting room positions admitted by this node's serving loop",
+            queue.admitted.clone(),
+        );
+        queue
+    }
+
+    /// Shows `event`'s figures.
+    pub fn show(&self, event: i64, gauges: QueueGauges) {
+        let labels = labels(event);
+        self.serving.get_or_create(&labels).set(gauges.serving);
+        self.last_position
+            .get_or_create(&labels)
+            .set(gauges.last_position);
+        self.lobby_size
+            .get_or_create(&labels)
+            .set(gauges.lobby_size);
+        self.admit_rate
+            .get_or_create(&labels)
+            .set(gauges.admit_rate);
+    }
+
+    /// Shows the closed loop of a queue homed on this node.
+    pub fn show_loop(&self, event: i64, active: i64, target: i64) {
+        let labels = labels(event);
+        self.active.get_or_create(&labels).set(active);
+        self.target.get_or_create(&labels).set(target);
+    }
+
+    /// Stops showing `event` (its queue closed long ago, or is gone).
+    pub fn forget(&self, event: i64) {
+        let labels = labels(event);
+        for family in [
+            &self.serving,
+            &self.last_position,
+            &self.lobby_size,
+            &self.active,
+            &self.target,
+        ] {
+            family.remove(&labels);
+        }
+        self.admit_rate.remove(&labels);
+    }
+}
+
+fn labels(event: i64) -> EventLabels {
+    EventLabels {
+        event: event.to_string(),
     }
 }
 

@@ -57,7 +57,7 @@ pub async fn pass(
         expires_at.timestamp(),
     );
     let pass = node.passes.sign(&claims).map_err(ApiError::Internal)?;
-    node.metrics.queue_passes_issued.inc();
+    node.metrics.queue.passes_issued.inc();
     ReadAnswer::uncached(
         &QueuePass {
             pass,

@@ -36,6 +36,13 @@ pub fn place_state(row: &PlaceRow, serving: i64, now: DateTime<Utc>) -> PlaceSta
     }
 }
 
+/// A join waiting for its batch (`queue::join`): whose place, in which event's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joining {
+    pub event_id: i64,
+    pub user_id: i64,
+}
+
 /// A user's place, as answered.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
