@@ -45,6 +45,10 @@ pub struct QueueConfig {
     pub metrics_interval_ms: u64,
     /// Most joins of one event in one transaction.
     pub join_batch_max: usize,
+    /// Whether this node runs the serving loop (draws and counter advances) for its shard.
+    /// Several nodes of a region may all run it (each queue row is taken `SKIP LOCKED`); off
+    /// keeps a node out of it, e.g. tests that set a queue's counters by hand.
+    pub serving_loop: bool,
 }
 
 impl Default for QueueConfig {
@@ -53,6 +57,7 @@ impl Default for QueueConfig {
             tick_ms: 200,
             metrics_interval_ms: 1_000,
             join_batch_max: 512,
+            serving_loop: true,
         }
     }
 }

@@ -58,8 +58,12 @@ pub fn admit(state: &LoopState) -> Admit {
     }
 }
 
-/// Ticks every `queue.tick_ms`, forever (the node aborts it on shutdown).
+/// Ticks every `queue.tick_ms`, forever (the node aborts it on shutdown); returns at once on
+/// a node with `queue.serving_loop` off.
 pub async fn run(node: Arc<Node>) {
+    if !node.config.queue.serving_loop {
+        return;
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(node.config.queue.tick_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
