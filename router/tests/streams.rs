@@ -411,3 +411,47 @@ async fn an_address_holds_at_most_its_cap_of_open_streams() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_fill_the_connection_cap_leave_new_clients_a_clean_503() {
+    let event = id_in(1).to_string();
+    let node = StreamNode::start(event.clone()).await;
+    let router = router_with(node.url.clone(), refused_url().await, |c| {
+        c.connections.max = 3;
+    })
+    .await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(subscribe(&router, &event, None).await);
+    }
+    // A fresh client is answered at once, not left waiting: 503, Retry-After, the envelope.
+    let start = Instant::now();
+    let refused = anonymous_client()
+        .get(router.url("/api/v1/events"))
+        .send()
+        .await
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(refused.status(), 503);
+    assert_eq!(header(&refused, "retry-after").as_deref(), Some("1"));
+    assert_eq!(json_of(refused).await["error"]["code"], "unavailable");
+    // The streams go on.
+    let id = node.publish(5, &state(5));
+    for sse in &mut streams {
+        assert_eq!(sse.message(SOON).await.unwrap(), framed(id, 5));
+    }
+    // One ends: its place serves the next client.
+    drop(streams.pop());
+    let deadline = Instant::now() + SOON;
+    loop {
+        let response = anonymous_client()
+            .get(router.url("/api/v1/events"))
+            .send()
+            .await;
+        if response.is_ok_and(|r| r.status() != 503) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no place after a stream ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
