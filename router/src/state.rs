@@ -62,7 +62,7 @@ impl App {
             Forwarder::new(&config, discovery, metrics.clone())
                 .context("building the upstream HTTP client")?,
         );
-        let streams = Streams::new(&config, forwarder.clone(), regions.clone());
+        let streams = Streams::new(&config, forwarder.clone(), regions.clone(), metrics.clone());
         let name = HeaderValue::from_str(&format!("{}/{}", config.region, config.router_name))
             .context("region and router name must be header-safe")?;
         let cors = Cors::new(&config.cors);

@@ -345,6 +345,13 @@ async fn a_broken_upstream_stream_is_resumed_and_clients_keep_theirs_without_a_r
         assert_eq!(sse.message(SOON).await.unwrap(), framed(b, 2));
     }
     assert_eq!(node.requests().len(), 2);
+    assert_eq!(router.app.metrics.stream_reconnects.get(), 1);
+    drop(clients);
+    let deadline = Instant::now() + SOON;
+    while router.app.metrics.stream_subscribers.get() > 0 {
+        assert!(Instant::now() < deadline, "ended streams still counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ use wire::stream::{BadStreamId, StreamId};
 use crate::config::Config;
 use crate::error::RouterError;
 use crate::headers::{LAST_EVENT_ID, X_HOME_REGION};
+use crate::metrics::{Held, Metrics};
 use crate::routing::home::read_home;
 use crate::routing::regions::Regions;
 use crate::streams::caps::StreamCaps;
@@ -53,10 +54,15 @@ pub struct Streams {
 }
 
 impl Streams {
-    pub fn new(config: &Config, forwarder: Arc<Forwarder>, regions: Arc<Regions>) -> Streams {
+    pub fn new(
+        config: &Config,
+        forwarder: Arc<Forwarder>,
+        regions: Arc<Regions>,
+        metrics: Arc<Metrics>,
+    ) -> Streams {
         let idle = Duration::from_millis(config.streams.idle_relay_ms);
         Streams {
-            relays: Arc::new(Relays::new(forwarder, regions.clone(), idle)),
+            relays: Arc::new(Relays::new(forwarder, regions.clone(), idle, metrics)),
             caps: StreamCaps::new(config.limits.streams_per_address),
             regions,
             keepalive: Duration::from_millis(config.streams.keepalive_ms),
@@ -90,7 +96,8 @@ impl Streams {
             .clone();
         let mut response = match phase {
             Phase::Open(head) => {
-                let body = subscriber::body(rx, Position::new(last), self.keepalive, permit);
+                let held = (permit, Held::new(&self.relays.metrics().stream_subscribers));
+                let body = subscriber::body(rx, Position::new(last), self.keepalive, held);
                 let mut response = Response::new(body);
                 *response.status_mut() = head.status;
                 *response.headers_mut() = head.headers.clone();

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::uri::PathAndQuery;
@@ -30,6 +30,7 @@ use wire::stream::StreamId;
 
 use crate::error::RouterError;
 use crate::headers::LAST_EVENT_ID;
+use crate::metrics::{Held, Metrics};
 use crate::routing::regions::Regions;
 use crate::streams::frames::{Frame, Frames};
 use crate::trace::{new_request_id, new_traceparent};
@@ -125,16 +126,27 @@ pub struct Relays {
     forwarder: Arc<Forwarder>,
     regions: Arc<Regions>,
     idle: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Relays {
-    pub fn new(forwarder: Arc<Forwarder>, regions: Arc<Regions>, idle: Duration) -> Relays {
+    pub fn new(
+        forwarder: Arc<Forwarder>,
+        regions: Arc<Regions>,
+        idle: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Relays {
         Relays {
             relays: Mutex::new(Some(HashMap::new())),
             forwarder,
             regions,
             idle,
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A receiver of `event`'s relay, started if there is none; `None` once closed. Under the
@@ -215,6 +227,7 @@ impl Relays {
 
     /// The relay's task: connects, relays, reconnects, until idle or refused.
     async fn run(self: Arc<Self>, event: String, tx: Sender) {
+        let _running = Held::new(&self.metrics.stream_relays);
         let path = match PathAndQuery::try_from(format!("/api/v1/events/{event}/stream")) {
             Ok(path) => path,
             Err(_) => {
@@ -232,8 +245,12 @@ impl Relays {
                 outcome = self.relay_once(&path, &tx, &mut progress) => outcome,
             };
             let refusal = match outcome {
-                Outcome::Broke => {
-                    pause = FIRST_RETRY;
+                Outcome::Broke { lasted } => {
+                    // A stream that lasted was a recovery: the next break starts again from
+                    // the first pause. One that ends as soon as it opens is a failure too.
+                    if lasted >= LAST_RETRY {
+                        pause = FIRST_RETRY;
+                    }
                     None
                 }
                 Outcome::Unreachable(error) => Some(Refusal::Error(error)),
@@ -258,6 +275,7 @@ impl Relays {
                 () = self.idle_end(&event, &tx) => return,
                 () = tokio::time::sleep(pause) => {}
             }
+            self.metrics.stream_reconnects.inc();
             pause = (pause * 2).min(LAST_RETRY);
         }
     }
@@ -299,8 +317,11 @@ impl Relays {
         };
         progress.opened = true;
         tx.send_modify(|r| r.phase = Phase::Open(Arc::new(Head { status, headers })));
+        let start = Instant::now();
         relay_frames(body, tx, progress).await;
-        Outcome::Broke
+        Outcome::Broke {
+            lasted: start.elapsed(),
+        }
     }
 }
 
@@ -316,8 +337,8 @@ struct Progress {
 
 /// How one upstream connection ended.
 enum Outcome {
-    /// A stream that ended or broke.
-    Broke,
+    /// A stream that ended or broke after `lasted`.
+    Broke { lasted: Duration },
     /// No node answered.
     Unreachable(RouterError),
     /// An answer that is not a stream.

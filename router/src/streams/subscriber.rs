@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use wire::stream::{resume, Resume, StreamId, KEEP_ALIVE};
 
+use crate::metrics::Held;
 use crate::streams::caps::StreamPermit;
 use crate::streams::relay::{Message, Phase, Relayed};
 
@@ -53,12 +54,13 @@ impl Position {
     }
 }
 
-/// A client's stream body, holding its place under the per-address cap until it ends.
+/// A client's stream body, holding its place under the per-address cap (and its unit of the
+/// subscribers gauge) until it ends.
 pub fn body(
     rx: watch::Receiver<Relayed>,
     position: Position,
     keepalive: Duration,
-    permit: StreamPermit,
+    held: (StreamPermit, Held),
 ) -> Body {
     let subscriber = Subscriber {
         rx,
@@ -66,7 +68,7 @@ pub fn body(
         keepalive,
         next_beat: Instant::now() + keepalive,
         retry_sent: false,
-        _permit: permit,
+        _held: held,
     };
     Body::from_stream(futures::stream::unfold(subscriber, |mut s| async move {
         let bytes = s.next().await?;
@@ -81,7 +83,7 @@ struct Subscriber {
     /// When a keep-alive is due if nothing else is written before.
     next_beat: Instant,
     retry_sent: bool,
-    _permit: StreamPermit,
+    _held: (StreamPermit, Held),
 }
 
 impl Subscriber {
