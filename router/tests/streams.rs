@@ -462,3 +462,19 @@ async fn streams_that_fill_the_connection_cap_leave_new_clients_a_clean_503() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_ends_the_streams_rather_than_wait_for_them() {
+    let event = id_in(1).to_string();
+    let node = StreamNode::start(event.clone()).await;
+    let router = router_with(node.url.clone(), refused_url().await, |_| {}).await;
+    let mut sse = subscribe(&router, &event, None).await;
+    tokio::time::timeout(SOON, router.stop())
+        .await
+        .expect("the stop waited for a stream that never ends")
+        .unwrap();
+    let rest = tokio::time::timeout(SOON, sse.response.chunk())
+        .await
+        .unwrap();
+    assert!(matches!(rest, Ok(None) | Err(_)), "{rest:?}");
+}

@@ -457,6 +457,11 @@ impl RouterUnderTest {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Graceful stop: requests in flight finish first.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self._service.stop().await
+    }
+
     /// `path` on the operations listener.
     pub fn ops_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.ops_addr)
