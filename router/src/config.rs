@@ -42,6 +42,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
+    pub streams: StreamsConfig,
 }
 
 /// Which web pages may call the API from a browser (CORS). No origins: no CORS headers.
@@ -186,6 +187,28 @@ pub struct LimitsConfig {
     pub queue: Rate,
     /// How often addresses whose budgets are full again are forgotten.
     pub prune_interval_ms: u64,
+    /// Event streams one client address may hold open at once on this router (the `streams`
+    /// rate only bounds how fast it opens them); past it `429 too_many_streams`.
+    pub streams_per_address: u32,
+}
+
+/// The relays of live event streams (`streams`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// A keep-alive comment goes to a client after this long without anything written to it.
+    pub keepalive_ms: u64,
+    /// A relay with no client for this long closes its upstream stream.
+    pub idle_relay_ms: u64,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            keepalive_ms: 15_000,
+            idle_relay_ms: 30_000,
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -196,6 +219,7 @@ impl Default for LimitsConfig {
             streams: Rate::new(2.0, 20),
             queue: Rate::new(5.0, 20),
             prune_interval_ms: 5_000,
+            streams_per_address: 32,
         }
     }
 }
@@ -209,6 +233,7 @@ impl LimitsConfig {
             streams: self.streams.scaled(factor),
             queue: self.queue.scaled(factor),
             prune_interval_ms: self.prune_interval_ms,
+            streams_per_address: self.streams_per_address,
         }
     }
 
@@ -219,6 +244,9 @@ impl LimitsConfig {
         self.queue.validate("queue")?;
         if self.prune_interval_ms == 0 {
             return invalid("limits.prune_interval_ms must be positive".into());
+        }
+        if self.streams_per_address == 0 {
+            return invalid("limits.streams_per_address must be positive".into());
         }
         Ok(())
     }
@@ -242,6 +270,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             upstream: UpstreamConfig::default(),
             limits: LimitsConfig::default(),
+            streams: StreamsConfig::default(),
         }
     }
 }
@@ -427,6 +456,9 @@ impl Config {
         if self.upstream.retries > 5 {
             return invalid("upstream.retries must be at most 5".into());
         }
+        if self.streams.keepalive_ms == 0 || self.streams.idle_relay_ms == 0 {
+            return invalid("streams.keepalive_ms and idle_relay_ms must be positive".into());
+        }
         Ok(())
     }
 
@@ -589,5 +621,7 @@ mod tests {
         assert!(bad(&|c| c.limits.sign_ups.per_second = 0.0).contains("limits.sign_ups"));
         assert!(bad(&|c| c.limits.per_address.burst = 0).contains("limits.per_address.burst"));
         assert!(bad(&|c| c.limits.prune_interval_ms = 0).contains("prune_interval_ms"));
+        assert!(bad(&|c| c.limits.streams_per_address = 0).contains("streams_per_address"));
+        assert!(bad(&|c| c.streams.keepalive_ms = 0).contains("streams.keepalive_ms"));
     }
 }

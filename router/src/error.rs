@@ -43,6 +43,12 @@ pub enum RouterError {
     /// The upstream was alive but did not answer within the request timeout.
     #[error("region {region} did not answer in time")]
     UpstreamTimeout { region: String },
+    /// A stream's `Last-Event-ID` that is not an id a stream sent.
+    #[error(transparent)]
+    InvalidLastEventId(#[from] wire::stream::BadStreamId),
+    /// A client address already holds `limit` open event streams on this router.
+    #[error("at most {limit} event streams may be open at once from one address")]
+    TooManyStreams { limit: u32 },
     /// A client address spent its budget (`limits`); nothing was forwarded.
     #[error(transparent)]
     RateLimited(#[from] Limited),
@@ -54,7 +60,9 @@ impl RouterError {
     pub fn status(&self) -> StatusCode {
         use RouterError::*;
         match self {
-            InvalidJson(_) | Validation(_) | InvalidId(_) => StatusCode::BAD_REQUEST,
+            InvalidJson(_) | Validation(_) | InvalidId(_) | InvalidLastEventId(_) => {
+                StatusCode::BAD_REQUEST
+            }
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             NotFound => StatusCode::NOT_FOUND,
@@ -64,7 +72,7 @@ impl RouterError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited(_) | TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,6 +91,8 @@ impl RouterError {
             HomeRegionUnreachable { .. } => "home_region_unreachable",
             ReadUnavailable { .. } => "region_unreachable",
             UpstreamTimeout { .. } => "upstream_timeout",
+            InvalidLastEventId(_) => "invalid_last_event_id",
+            TooManyStreams { .. } => "too_many_streams",
             RateLimited(_) => "rate_limited",
             Internal(_) => "internal",
         }
@@ -131,7 +141,16 @@ impl IntoResponse for RouterError {
             RouterError::UpstreamTimeout { .. } => tracing::warn!(error = %self, "upstream"),
             _ => {}
         }
-        self.envelope().into_response()
+        let retry = matches!(self, RouterError::TooManyStreams { .. });
+        let mut response = self.envelope().into_response();
+        if retry {
+            // Another of its streams may end any moment; a place is then free.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(wire::error::RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 
@@ -155,5 +174,17 @@ mod tests {
             assert!(!message.contains("127.0."), "{message}");
             assert!(!message.contains("tcp"), "{message}");
         }
+    }
+
+    #[test]
+    fn too_many_streams_is_a_429_with_retry_after() {
+        let response = RouterError::TooManyStreams { limit: 32 }.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
+        let error = RouterError::from(wire::stream::BadStreamId);
+        assert_eq!(
+            (error.status(), error.code()),
+            (StatusCode::BAD_REQUEST, "invalid_last_event_id")
+        );
     }
 }

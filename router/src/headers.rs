@@ -19,3 +19,5 @@ pub const X_ROUTER_HOP: HeaderName = HeaderName::from_static("x-router-hop");
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// Hop-by-hop, sent by old clients talking to a proxy.
 pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `Last-Event-ID`: where a Server-Sent Events client resumes.
+pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");

@@ -6,9 +6,9 @@
 //! Layers, each importing only those above it: the foundations (`config`, `cidr`, `cors`,
 //! `error`, `headers`, `metrics`, `trace`, `identity`: a protected request's bearer token,
 //! checked before its body is read); `routing` (pure decisions); `limits` (rate limits per
-//! client address); `upstream` (the forwarding client); `readiness`; the shared `state`;
-//! `proxy` (one request end to end); `http` (thin handlers and middleware); `server`
-//! (assembled at the top).
+//! client address); `upstream` (the forwarding client); `readiness`; `streams` (live event
+//! streams relayed, one upstream stream per event); the shared `state`; `proxy` (one request
+//! end to end); `http` (thin handlers and middleware); `server` (assembled at the top).
 
 pub mod cidr;
 pub mod config;
@@ -24,6 +24,7 @@ pub mod readiness;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod streams;
 pub mod trace;
 pub mod upstream;
 

@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by kind and status, upstream calls by region and outcome,
-//! retries and read fallbacks (the signals that a region is in trouble).
+//! retries and read fallbacks (the signals that a region is in trouble), and the live streams
+//! relayed (relays, their clients, upstream reconnects).
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -60,6 +62,28 @@ pub struct Metrics {
     pub upstream_seconds: Family<RegionLabels, Histogram>,
     pub retries: Family<RegionLabels, Counter>,
     pub read_fallbacks: Family<FallbackLabels, Counter>,
+    /// Event stream relays running (one per event with clients, or idle for a moment).
+    pub stream_relays: Gauge,
+    /// Clients with an event stream open.
+    pub stream_subscribers: Gauge,
+    /// Times a relay's upstream stream broke or failed and was asked for again.
+    pub stream_reconnects: Counter,
+}
+
+/// One unit of a gauge for as long as it is held (a relay running, a client subscribed).
+pub struct Held(Gauge);
+
+impl Held {
+    pub fn new(gauge: &Gauge) -> Held {
+        gauge.inc();
+        Held(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -104,8 +128,29 @@ impl Metrics {
             "Reads served by another region because the local node was down",
             read_fallbacks.clone(),
         );
+        let stream_relays = Gauge::default();
+        let stream_subscribers = Gauge::default();
+        let stream_reconnects = Counter::default();
+        registry.register(
+            "stream_relays",
+            "Event stream relays running, one upstream stream each",
+            stream_relays.clone(),
+        );
+        registry.register(
+            "stream_subscribers",
+            "Clients with an event stream open",
+            stream_subscribers.clone(),
+        );
+        registry.register(
+            "stream_reconnects",
+            "Relays' upstream streams asked for again after a break or failure",
+            stream_reconnects.clone(),
+        );
         Metrics {
             registry,
+            stream_relays,
+            stream_subscribers,
+            stream_reconnects,
             requests,
             upstream_calls,
             upstream_seconds,

@@ -150,6 +150,15 @@ pub async fn serve_app(
         public: public.clone(),
         peer,
     };
+    // Streams never end by themselves, and a graceful stop waits for every answer: end them
+    // first.
+    let shutdown = {
+        let app = app.clone();
+        async move {
+            shutdown.await;
+            app.streams.close();
+        }
+    };
     wire::server::serve(listeners, &app.config.connections, front, ops, shutdown).await;
     if let Some(warmer) = warmer {
         warmer.abort();

@@ -13,17 +13,18 @@ use crate::limits::RouterLimits;
 use crate::metrics::Metrics;
 use crate::routing::client_region::ClientRegions;
 use crate::routing::regions::Regions;
+use crate::streams::Streams;
 use crate::upstream::discovery::Discovery;
 use crate::upstream::forwarder::Forwarder;
 
 /// Everything a request needs, shared by all of them.
 pub struct App {
     pub config: Config,
-    pub regions: Regions,
+    pub regions: Arc<Regions>,
     pub client_regions: ClientRegions,
     /// Checks bearer tokens on protected routes (`identity`).
     pub tokens: TokenKeys,
-    pub forwarder: Forwarder,
+    pub forwarder: Arc<Forwarder>,
     pub metrics: Arc<Metrics>,
     /// Rate limits per client address.
     pub limits: RouterLimits,
@@ -31,13 +32,15 @@ pub struct App {
     /// header on writes it sends to a peer router.
     pub name: HeaderValue,
     pub cors: Cors,
+    /// Live event streams: relays and the per-address cap.
+    pub streams: Streams,
 }
 
 impl App {
     /// Validates the configuration and builds the resolver and the upstream client.
     pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
         config.validate()?;
-        let regions = Regions::from_config(&config)?;
+        let regions = Arc::new(Regions::from_config(&config)?);
         let client_regions = ClientRegions::new(
             config.region.clone(),
             regions.names(),
@@ -55,8 +58,11 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let limits = RouterLimits::new(&config.limits)?;
         let discovery = Discovery::new(&config.dns).context("building the DNS resolver")?;
-        let forwarder = Forwarder::new(&config, discovery, metrics.clone())
-            .context("building the upstream HTTP client")?;
+        let forwarder = Arc::new(
+            Forwarder::new(&config, discovery, metrics.clone())
+                .context("building the upstream HTTP client")?,
+        );
+        let streams = Streams::new(&config, forwarder.clone(), regions.clone(), metrics.clone());
         let name = HeaderValue::from_str(&format!("{}/{}", config.region, config.router_name))
             .context("region and router name must be header-safe")?;
         let cors = Cors::new(&config.cors);
@@ -70,6 +76,7 @@ impl App {
             metrics,
             limits,
             name,
+            streams,
         }))
     }
 }

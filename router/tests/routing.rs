@@ -160,6 +160,60 @@ async fn writes_go_to_the_home_region_and_nowhere_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_room_writes_go_to_the_home_of_the_event_in_the_path() {
+    let fakes = Fakes::start().await;
+    let router = RouterUnderTest::start(fakes.config()).await;
+    let client = client();
+    let settings = json!({"opensAt": "2030-01-01T00:00:00Z", "targetActive": 100,
+        "maxAdmitPerSecond": 10.0, "passSeconds": 300});
+    for (region, id) in REGIONS {
+        let queue = format!("/api/v1/events/{}/queue", id_in(id));
+        // Setting the queue up (PUT, with its body) and joining it (POST, no body).
+        let put = client
+            .put(router.url(&queue))
+            .json(&settings)
+            .send()
+            .await
+            .unwrap();
+        let join = client.post(router.url(&queue)).send().await.unwrap();
+        for (method, response) in [("PUT", put), ("POST", join)] {
+            assert_eq!(response.status(), 200, "{method} {queue}");
+            assert_eq!(header(&response, "x-home-region").unwrap(), region);
+            assert!(header(&response, "idempotency-key").is_some());
+            let echoed = json_of(response).await;
+            assert_eq!(echoed["method"], method);
+            assert_eq!(echoed["uri"], queue.as_str());
+        }
+        let target = if region == "us-east" {
+            &fakes.nodes["us-east"]
+        } else {
+            &fakes.routers[region]
+        };
+        let got = target.api_writes();
+        assert_eq!(got.len(), 2, "{region}");
+        let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(body, settings, "the settings are forwarded unchanged");
+    }
+    // A pass is the caller's own node's to issue, whatever the event's home.
+    let pass = format!("/api/v1/events/{}/queue/pass", id_in(3));
+    let response = client.post(router.url(&pass)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-served-by").unwrap(), "us-east/node-1");
+    assert_eq!(fakes.all_api_writes().len(), 7);
+    // A path id that names no region: a JSON 400, forwarded nowhere.
+    for bad in ["nope", "99999999999999999999"] {
+        let response = client
+            .post(router.url(&format!("/api/v1/events/{bad}/queue")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(json_of(response).await["error"]["code"], "invalid_id");
+    }
+    assert_eq!(fakes.all_api_writes().len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_stay_local_and_only_trusted_proxies_may_say_otherwise() {
     let fakes = Fakes::start().await;
     let proxy: IpAddr = "127.0.0.2".parse().unwrap();
@@ -617,34 +671,6 @@ async fn a_write_from_a_peer_router_runs_here_or_is_refused() {
     assert_eq!(response.status(), 421);
     assert_eq!(json_of(response).await["error"]["code"], "misdirected");
     assert_eq!(fakes.all_api_writes().len(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn event_streams_are_passed_on_as_they_come() {
-    let fakes = Fakes::start().await;
-    let router = RouterUnderTest::start(fakes.config()).await;
-    let mut response = client()
-        .get(router.url(&format!("/api/v1/events/{}/stream", id_in(2))))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(header(&response, "x-home-region").unwrap(), "eu-west");
-    let first = tokio::time::timeout(Duration::from_millis(150), response.chunk())
-        .await
-        .expect("the first event arrives before the stream ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!(&first[..], b"data: 0\n\n");
-    let mut rest = Vec::new();
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(2), response.chunk())
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        rest.extend_from_slice(&chunk);
-    }
-    assert_eq!(rest, b"data: 1\n\ndata: 2\n\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

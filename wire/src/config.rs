@@ -127,6 +127,7 @@ mod tests {
         idle_timeout_ms: 1,
         max: 1,
         max_ops: 1,
+        max_open_files: 1,
     };
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::ServiceConfig;
-use crate::server::{open_files, Listeners};
+use crate::server::{open_files, ConnectionLimits, Listeners};
 
 /// Completes when the service should stop: it then finishes in-flight requests and exits.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -42,15 +42,16 @@ pub fn main<S: Service>() -> anyhow::Result<()> {
 /// its children through this too.
 pub async fn serve_from_file<S: Service>(file: Option<&Path>) -> anyhow::Result<()> {
     let config = S::Config::load(file)?;
-    raise_open_file_limit(config.connections().max + config.connections().max_ops);
+    raise_open_file_limit(config.connections());
     let listeners = Listeners::bind(config.listen(), config.ops_listen()).await?;
     S::serve(config, listeners, Box::pin(stop_requested())).await
 }
 
-/// Raises the open-file limit as far as allowed and says what it is, warning when the
-/// connection caps leave too little room for everything else a service opens.
-fn raise_open_file_limit(connections: usize) {
-    match open_files::raise_to_hard_limit() {
+/// Raises the open-file limit as far as allowed (`open_files::raise`) and says what it is,
+/// warning when the connection caps leave too little room for everything else a service opens.
+fn raise_open_file_limit(limits: &ConnectionLimits) {
+    let connections = limits.max + limits.max_ops;
+    match open_files::raise(limits.max_open_files) {
         Ok((soft, hard)) => {
             tracing::info!(soft, hard, "open-file limit");
             // Upstream, database and log files need descriptors beside the clients'.

@@ -91,6 +91,7 @@ fn limits(header_ms: u64, idle_ms: u64, max: usize) -> ConnectionLimits {
         idle_timeout_ms: idle_ms,
         max,
         max_ops: 4,
+        ..ConnectionLimits::default()
     }
 }
 

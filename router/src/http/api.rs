@@ -1,6 +1,6 @@
-//! `/api/v1/*`: every API request spends its client's rate-limit budget, its caller is checked
-//! where the route needs one, then its body is read (bounded) and handed to the proxy; nodes
-//! answer unknown API routes themselves.
+//! `/api/v1/*`: every API request spends its client's rate-limit budget; an event stream goes to
+//! its relay (`streams`); otherwise its caller is checked where the route needs one, then its
+//! body is read (bounded) and handed to the proxy; nodes answer unknown API routes themselves.
 
 use std::net::SocketAddr;
 
@@ -16,6 +16,7 @@ use crate::http::middleware::rate_limit;
 use crate::identity;
 use crate::proxy;
 use crate::state::App;
+use crate::streams::stream_event;
 use crate::upstream::answer::UpstreamTiming;
 
 /// Whether `path` is the API's, which the router forwards: `/api/v1` and anything below it
@@ -37,6 +38,13 @@ pub async fn api(
 ) -> (Response, Option<UpstreamTiming<'_>>) {
     if let Err(limited) = rate_limit(app, peer.ip(), &request) {
         return (RouterError::from(limited).into_response(), None);
+    }
+    if let Some(event) = stream_event(request.method(), request.uri().path()) {
+        let client = app
+            .client_regions
+            .client_address(peer.ip(), request.headers());
+        let answer = app.streams.open(event, client, request.headers()).await;
+        return (answer.unwrap_or_else(IntoResponse::into_response), None);
     }
     let (parts, body) = request.into_parts();
     if let Err(error) = identity::check(&app.tokens, &parts) {

@@ -59,6 +59,23 @@ pub fn home_of_id<'a>(
     })
 }
 
+/// The home region of an id written in the path (`what` names it in the error).
+pub fn home_of_path_id<'a>(
+    segment: &str,
+    what: &str,
+    regions: &'a Regions,
+) -> Result<&'a Region, RouterError> {
+    let id: Id = segment
+        .parse()
+        .map_err(|_| RouterError::InvalidId(format!("{what} must be a decimal Snowflake id")))?;
+    let bits = id.region().get();
+    regions.by_id(bits).ok_or_else(|| {
+        RouterError::InvalidId(format!(
+            "{what} {id} was minted in region {bits}, which is not a configured region"
+        ))
+    })
+}
+
 /// The region the body's field `name` names.
 pub fn home_named<'a>(
     body: &[u8],

@@ -4,7 +4,9 @@
 use axum::http::Method;
 
 use crate::error::RouterError;
-use crate::routing::home::{home_named, home_of_email, home_of_id, home_of_session, read_home};
+use crate::routing::home::{
+    home_named, home_of_email, home_of_id, home_of_path_id, home_of_session, read_home,
+};
 use crate::routing::regions::{Region, Regions};
 
 /// Where a request goes.
@@ -43,6 +45,9 @@ pub enum Via {
 pub enum WriteRule {
     /// An event id in the body (`eventId`).
     EventId,
+    /// The event id in the path, `/api/v1/events/{id}/queue`: joining a waiting room and
+    /// setting one up run on the event's home primary (issue 11).
+    PathEventId,
     /// A booking id in the body (`bookingId`): bookings are minted in their event's home
     /// region, so their region bits name it.
     BookingId,
@@ -65,6 +70,9 @@ pub fn is_read(method: &Method) -> bool {
 
 /// Which rule homes a write to `path`.
 pub fn write_rule(method: &Method, path: &str) -> WriteRule {
+    if (method == Method::POST || method == Method::PUT) && queue_event(path).is_some() {
+        return WriteRule::PathEventId;
+    }
     if method != Method::POST {
         return WriteRule::Local;
     }
@@ -77,6 +85,13 @@ pub fn write_rule(method: &Method, path: &str) -> WriteRule {
         "/api/v1/auth/refresh" | "/api/v1/auth/logout" => WriteRule::Session,
         _ => WriteRule::Local,
     }
+}
+
+/// The event id segment of `/api/v1/events/{id}/queue` (not of the paths below it: a pass is
+/// issued by the local node).
+pub fn queue_event(path: &str) -> Option<&str> {
+    let (event, tail) = path.strip_prefix("/api/v1/events/")?.split_once('/')?;
+    (tail == "queue").then_some(event)
 }
 
 /// The request as routing sees it.
@@ -101,6 +116,11 @@ pub fn plan<'a>(input: &RouteInput<'_>, regions: &'a Regions) -> Result<Plan<'a>
     }
     let home = match write_rule(input.method, input.path) {
         WriteRule::EventId => home_of_id(input.body, "eventId", regions)?,
+        WriteRule::PathEventId => {
+            // `write_rule` chose this rule because the path has the segment.
+            let event = queue_event(input.path).unwrap_or_default();
+            home_of_path_id(event, "the event id in the path", regions)?
+        }
         WriteRule::BookingId => home_of_id(input.body, "bookingId", regions)?,
         WriteRule::HomeRegion => home_named(input.body, "homeRegion", regions)?,
         WriteRule::EmailShard => home_of_email(input.body, regions)?,
@@ -198,6 +218,61 @@ mod tests {
             let got = write_home(route(&r, Method::POST, "/api/v1/events", &event));
             assert_eq!(got, (name.to_owned(), via));
         }
+    }
+
+    #[test]
+    fn waiting_room_writes_go_to_the_home_of_the_path_event() {
+        let r = regions();
+        for (region, name, via) in [
+            (1, "us-east", Via::LocalNode),
+            (2, "eu-west", Via::PeerRouter),
+            (3, "ap-southeast", Via::PeerRouter),
+        ] {
+            let path = format!("/api/v1/events/{}/queue", id(region));
+            for method in [Method::POST, Method::PUT] {
+                // The body plays no part: a join has none, the settings name no event.
+                for body in ["", r#"{"opensAt": "2030-01-01T00:00:00Z"}"#] {
+                    let got = write_home(route(&r, method.clone(), &path, body));
+                    assert_eq!(got, (name.to_owned(), via), "{method} {path}");
+                }
+            }
+            // A pass is issued by the caller's own node; reads stay local reads.
+            let pass = format!("/api/v1/events/{}/queue/pass", id(region));
+            let got = write_home(route(&r, Method::POST, &pass, ""));
+            assert_eq!(got, ("us-east".to_owned(), Via::LocalNode));
+            for read in [path.clone(), format!("{path}/me")] {
+                assert!(matches!(
+                    route(&r, Method::GET, &read, ""),
+                    Ok(Plan::Read { .. })
+                ));
+            }
+        }
+        let code = |method: Method, path: &str| {
+            route(&r, method, path, "")
+                .map(|p| format!("{p:?}"))
+                .unwrap_err()
+                .code()
+        };
+        for bad in ["abc", "-1", "99999999999999999999", ""] {
+            let path = format!("/api/v1/events/{bad}/queue");
+            assert_eq!(code(Method::POST, &path), "invalid_id", "{path}");
+            assert_eq!(code(Method::PUT, &path), "invalid_id", "{path}");
+        }
+        // Region bits 9: no such region.
+        let stray = format!("/api/v1/events/{}/queue", id(9));
+        assert_eq!(code(Method::POST, &stray), "invalid_id");
+        // Only the queue itself: other paths keep their rules.
+        assert_eq!(
+            write_rule(&Method::PUT, "/api/v1/events/1/queued"),
+            WriteRule::Local
+        );
+        assert_eq!(
+            write_rule(&Method::DELETE, "/api/v1/events/1/queue"),
+            WriteRule::Local
+        );
+        assert_eq!(queue_event("/api/v1/events/7/queue"), Some("7"));
+        assert_eq!(queue_event("/api/v1/events/7/queue/pass"), None);
+        assert_eq!(queue_event("/api/v1/events/7"), None);
     }
 
     #[test]

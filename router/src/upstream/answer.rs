@@ -27,7 +27,8 @@ pub struct Answer<'a> {
     pub fallback_from: Option<&'a str>,
 }
 
-enum AnswerBody {
+/// An answer's body: read whole, or still coming.
+pub enum AnswerBody {
     Full(Bytes),
     /// Server-Sent Events: passed on as they come, with no overall deadline.
     Stream(Incoming),
@@ -80,31 +81,39 @@ impl<'a> Answer<'a> {
     /// The client's response: the upstream's status, headers (minus hop-by-hop ones) and body,
     /// plus `X-Read-Fallback` when another region served a read; and the upstream's timing.
     pub fn into_response(self) -> (Response, UpstreamTiming<'a>) {
-        let mut headers = self.headers;
-        remove_response_hop_headers(&mut headers);
-        // Room for the router's own answer headers (home region, key, ids, timing, fallback).
-        headers.reserve(6);
-        let body = match self.body {
-            AnswerBody::Full(bytes) => Body::from(bytes),
-            AnswerBody::Stream(body) => {
-                headers.remove(header::CONTENT_LENGTH);
-                // Frames pass through as they come; an upstream error ends the stream.
-                Body::new(body)
-            }
-        };
-        let mut response = Response::new(body);
-        *response.status_mut() = self.status;
-        *response.headers_mut() = headers;
-        if let Some(from) = self.fallback_from {
-            if let Ok(v) = HeaderValue::from_str(&format!("{from} -> {}", self.region)) {
-                response.headers_mut().insert(X_READ_FALLBACK, v);
-            }
-        }
         let timing = UpstreamTiming {
             region: self.region,
             duration: self.upstream_time,
         };
+        let (status, headers, body) = self.into_parts();
+        let body = match body {
+            AnswerBody::Full(bytes) => Body::from(bytes),
+            // Frames pass through as they come; an upstream error ends the stream.
+            AnswerBody::Stream(body) => Body::new(body),
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         (response, timing)
+    }
+
+    /// What goes to the client: the status, the headers (minus hop-by-hop ones, and with
+    /// `X-Read-Fallback` when another region served a read; no `Content-Length` on a stream)
+    /// and the body.
+    pub fn into_parts(self) -> (StatusCode, HeaderMap, AnswerBody) {
+        let mut headers = self.headers;
+        remove_response_hop_headers(&mut headers);
+        // Room for the router's own answer headers (home region, key, ids, timing, fallback).
+        headers.reserve(6);
+        if matches!(self.body, AnswerBody::Stream(_)) {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        if let Some(from) = self.fallback_from {
+            if let Ok(v) = HeaderValue::from_str(&format!("{from} -> {}", self.region)) {
+                headers.insert(X_READ_FALLBACK, v);
+            }
+        }
+        (self.status, headers, self.body)
     }
 }
 

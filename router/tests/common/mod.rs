@@ -193,20 +193,15 @@ async fn answer(State((fake, options)): State<(Fake, FakeOptions)>, request: Req
     }
     tokio::time::sleep(options.api_delay).await;
     if uri.ends_with("/stream") {
-        // Three events, 100 ms apart: the router must pass them on as they come.
-        let events = futures::stream::unfold(0, |n| async move {
-            if n == 3 {
-                return None;
-            }
-            if n > 0 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Some((
-                Ok::<_, std::io::Error>(Bytes::from(format!("data: {n}\n\n"))),
-                n + 1,
-            ))
-        });
-        let mut response = Response::new(Body::from_stream(events));
+        // As a node: `retry:`, the current state, then nothing until it changes (never here).
+        let id = wire::stream::StreamId { lsn: 1, digest: 1 };
+        let state = wire::stream::message(id, "state", "{}");
+        let frames = futures::stream::iter([
+            Ok::<_, std::io::Error>(Bytes::from_static(b"retry: 2000\n\n")),
+            Ok(Bytes::from(state)),
+        ]);
+        let open = futures::StreamExt::chain(frames, futures::stream::pending());
+        let mut response = Response::new(Body::from_stream(open));
         response.headers_mut().insert(
             "content-type",
             HeaderValue::from_static("text/event-stream"),
@@ -460,6 +455,11 @@ impl RouterUnderTest {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Graceful stop: requests in flight finish first.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self._service.stop().await
     }
 
     /// `path` on the operations listener.

@@ -22,6 +22,10 @@ pub struct ConnectionLimits {
     /// The same for the operations listener, counted apart so a flood of clients cannot lock
     /// out the metrics scraper.
     pub max_ops: usize,
+    /// The hard open-file limit a service started as root raises itself to (capped by the
+    /// kernel's `fs.nr_open`), so that tens of thousands of streams fit; others can only raise
+    /// their soft limit to the hard one they were given.
+    pub max_open_files: u64,
 }
 
 impl Default for ConnectionLimits {
@@ -31,6 +35,7 @@ impl Default for ConnectionLimits {
             idle_timeout_ms: 75_000,
             max: 10_000,
             max_ops: 64,
+            max_open_files: 1_048_576,
         }
     }
 }
