@@ -28,6 +28,7 @@ use crate::ops::metrics::Metrics;
 use crate::reads::cache::ReadCache;
 use crate::reads::consistency::{token_after_write, ReadAfter};
 use crate::reads::replica::{ReadSource, Readers, ShardReader};
+use crate::streams::Hub;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -55,6 +56,8 @@ pub struct Node {
     pub limits: NodeLimits,
     /// `<region>/<node>`, stamped on every answer as `X-Served-By`.
     pub served_by: HeaderValue,
+    /// Live streams: one watcher per watched event.
+    pub streams: Hub,
 }
 
 impl Node {
@@ -129,6 +132,7 @@ impl Node {
             terms: TermsCache::new(),
             limits,
             served_by,
+            streams: Hub::new(),
         }))
     }
 

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 mod ops;
+mod streams;
 mod tickets;
 mod users;
 
@@ -63,6 +64,7 @@ route_table! {
             get "/events" => events::list,
             post "/events" => events::create,
             get "/events/{id}" => events::get,
+            get "/events/{id}/stream" => streams::stream,
             get "/tickets" => tickets::availability,
             post "/tickets/create" => tickets::create,
             get "/tickets/{id}" => tickets::get,

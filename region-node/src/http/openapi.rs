@@ -19,8 +19,10 @@ use crate::http::answers::{
     header, BadRequest, Conflict, Forbidden, KeyReused, Misdirected, NotFound, PayloadTooLarge,
     Timeout, TooManyRequests, Unauthorized, Unavailable, EVERY_ANSWER, READ_ANSWER,
 };
-use crate::http::{auth, booking, events, ops, tickets, users};
+use crate::http::{auth, booking, events, ops, streams, tickets, users};
+use crate::queue::views::QueueFigures;
 use crate::state::Node;
+use crate::streams::state::{StreamState, StreamTier};
 
 /// The security scheme of every operation that needs a caller (`security(("bearer" = []))`).
 const BEARER: &str = "bearer";
@@ -45,6 +47,7 @@ const BEARER: &str = "bearer";
         events::list,
         events::create,
         events::get,
+        streams::stream,
         tickets::availability,
         tickets::create,
         tickets::get,
@@ -58,7 +61,7 @@ const BEARER: &str = "bearer";
         ops::readyz,
     ),
     components(
-        schemas(ErrorEnvelope),
+        schemas(ErrorEnvelope, StreamState, StreamTier, QueueFigures),
         responses(
             BadRequest,
             Unauthorized,
@@ -185,7 +188,9 @@ impl Modify for Everywhere {
                     get && !operation.tags.iter().flatten().any(|t| t == "operations");
                 for (status, answer) in responses.iter_mut() {
                     let RefOr::T(answer) = answer else { continue };
-                    let read = regional_read && status.as_str() == "200";
+                    // A stream carries its own headers, not a read's freshness ones.
+                    let streamed = answer.content.contains_key(wire::stream::CONTENT_TYPE);
+                    let read = regional_read && status.as_str() == "200" && !streamed;
                     let extra = if read { &READ_ANSWER[..] } else { &[] };
                     for (name, about, kind) in EVERY_ANSWER.iter().chain(extra) {
                         answer
