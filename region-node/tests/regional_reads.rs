@@ -3,102 +3,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::node::TestNode;
-use common::Api;
+use common::replica::{eventually, pause_replay, replica_conn, shard, wait_fresh};
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
-use testkit::postgres::{Durability, PgCluster, PgOptions};
-
-struct Shard {
-    primary: PgCluster,
-    replica: PgCluster,
-    api: Api,
-}
-
-/// A node whose own shard has a primary and a local streaming replica.
-async fn shard(max_lag_ms: u64) -> Shard {
-    let options = || PgOptions {
-        durability: Durability::Fast,
-        max_connections: 60,
-        shared_buffers: "32MB".into(),
-        ..PgOptions::default()
-    };
-    let primary = PgCluster::start(options()).await.unwrap();
-    let url = primary.create_database("shard").await.unwrap();
-    let replica = PgCluster::start(PgOptions {
-        replica_of: Some(SocketAddr::from(([127, 0, 0, 1], primary.port()))),
-        ..options()
-    })
-    .await
-    .unwrap();
-    let replica_url = replica.url("shard");
-    let node = TestNode::start_on(&url, |c| {
-        c.reads.shards = vec![region_node::config::ShardConfig {
-            name: "us-east".into(),
-            replica: Some(replica_url),
-            primary: None,
-        }];
-        c.reads.max_replica_lag_ms = max_lag_ms;
-        c.reads.lag_poll_ms = 50;
-        c.reads.cache_ttl_ms = 60_000;
-    })
-    .await
-    .unwrap();
-    Shard {
-        primary,
-        replica,
-        api: Api::from(node),
-    }
-}
-
-async fn replica_conn(shard: &Shard) -> PgConnection {
-    PgConnection::connect(&shard.replica.url("shard"))
-        .await
-        .unwrap()
-}
-
-/// Pauses replay and waits until it has really stopped (a pause is only requested at first).
-async fn pause_replay(replica: &mut PgConnection) {
-    sqlx::query("SELECT pg_wal_replay_pause()")
-        .execute(&mut *replica)
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (state,): (String,) = sqlx::query_as("SELECT pg_get_wal_replay_pause_state()")
-            .fetch_one(&mut *replica)
-            .await
-            .unwrap();
-        if state == "paused" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replay never paused");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until the node sees its replica as fresh (it lags while replaying the migrations and
-/// seed data), so that reads go to it.
-async fn wait_fresh(api: &Api) {
-    eventually("the replica is fresh", async || {
-        let shards = api.cluster().await["shards"].clone();
-        shards[0]["lagging"] == false && shards[0]["lagBytes"] == 0
-    })
-    .await;
-}
-
-/// Waits (bounded) until `check` holds.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_come_from_the_replica_and_the_cache_loads_each_key_once() {
