@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::replica::{eventually, pause_replay, replica_conn, shard, wait_fresh};
 use reqwest::StatusCode;
 use serde_json::json;
