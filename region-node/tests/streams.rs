@@ -12,120 +12,17 @@ use common::{Api, User};
 use region_node::reads::consistency::Lsn;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use testkit::sse::Sse;
 use wire::stream::StreamId;
 
-/// What a stream sent, a frame (up to a blank line) at a time.
-#[derive(Debug)]
-enum Frame {
-    Retry(String),
-    KeepAlive,
-    State { id: StreamId, data: Value },
-}
-
-struct Sse {
-    response: reqwest::Response,
-    buffer: Vec<u8>,
-    /// The node ended the stream.
-    ended: bool,
-}
-
-impl Sse {
-    /// Opens `event`'s stream (optionally resuming after `last`) and checks the head and the
-    /// first line.
-    async fn open(api: &Api, event: &str, last: Option<&str>) -> Sse {
-        let mut request = api
-            .http
-            .get(api.node.api(&format!("/events/{event}/stream")));
-        if let Some(last) = last {
-            request = request.header("last-event-id", last);
-        }
-        let response = request.send().await.expect("the node answers");
-        assert_eq!(response.status(), StatusCode::OK);
-        let headers = response.headers();
-        assert_eq!(headers["content-type"], "text/event-stream");
-        assert_eq!(headers["cache-control"], "no-cache");
-        assert_eq!(headers["x-accel-buffering"], "no");
-        let mut sse = Sse {
-            response,
-            buffer: Vec::new(),
-            ended: false,
-        };
-        match sse.next(Duration::from_secs(5)).await {
-            Some(Frame::Retry(ms)) => assert_eq!(ms, "2000"),
-            other => panic!("the stream began with {other:?}"),
-        }
-        sse
-    }
-
-    /// The next frame within `within`; `None` if none came or the stream ended (`ended`).
-    async fn next(&mut self, within: Duration) -> Option<Frame> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-                let frame: Vec<u8> = self.buffer.drain(..end + 2).collect();
-                return Some(parse(std::str::from_utf8(&frame).expect("UTF-8")));
-            }
-            if self.ended {
-                return None;
-            }
-            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
-                Err(_) => return None,
-                Ok(Ok(Some(chunk))) => self.buffer.extend_from_slice(&chunk),
-                Ok(Ok(None) | Err(_)) => self.ended = true,
-            }
-        }
-    }
-
-    /// The next state message within `within`, passing keep-alives.
-    async fn next_state(&mut self, within: Duration) -> Option<(StreamId, Value)> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next(left).await? {
-                Frame::State { id, data } => return Some((id, data)),
-                Frame::KeepAlive => {}
-                Frame::Retry(_) => panic!("retry sent twice"),
-            }
-        }
-    }
-
-    /// Asserts that no state message comes within `within` (keep-alives may); returns how many
-    /// keep-alives came.
-    async fn no_state(&mut self, within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        let mut keep_alives = 0;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next(left).await {
-                None => {
-                    assert!(!self.ended, "the stream ended");
-                    return keep_alives;
-                }
-                Some(Frame::KeepAlive) => keep_alives += 1,
-                Some(frame) => panic!("expected nothing but keep-alives, got {frame:?}"),
-            }
-        }
-    }
-}
-
-fn parse(frame: &str) -> Frame {
-    if frame == ": keep-alive\n\n" {
-        return Frame::KeepAlive;
-    }
-    if let Some(ms) = frame.strip_prefix("retry: ") {
-        return Frame::Retry(ms.trim().to_owned());
-    }
-    let field = |name: &str| {
-        frame
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {frame:?}"))
-    };
-    assert_eq!(field("event: "), "state");
-    Frame::State {
-        id: field("id: ").parse().expect("a stream id"),
-        data: serde_json::from_str(field("data: ")).expect("JSON data"),
-    }
+/// `event`'s stream on `api`'s node, resuming after `last` if given.
+async fn open(api: &Api, event: &str, last: Option<StreamId>) -> Sse {
+    Sse::open(
+        &api.http,
+        &api.node.api(&format!("/events/{event}/stream")),
+        last,
+    )
+    .await
 }
 
 fn available(state: &Value, tier: &str) -> i64 {
@@ -169,7 +66,7 @@ async fn the_first_message_is_the_replica_s_state_and_a_lagging_replica_is_waite
     let api = &s.api;
     let event = api.seeded_event(2, 2, 5, 600).await;
     wait_fresh(api).await;
-    let mut stream = Sse::open(api, &event, None).await;
+    let mut stream = open(api, &event, None).await;
     let (first, state) = stream.next_state(Duration::from_secs(5)).await.unwrap();
     assert_eq!(state["eventId"], event);
     assert_eq!(
@@ -207,7 +104,7 @@ async fn the_first_message_is_the_replica_s_state_and_a_lagging_replica_is_waite
         lsn: written.0,
         digest: 1,
     };
-    let mut resumed = Sse::open(api, &event, Some(&ahead.to_string())).await;
+    let mut resumed = open(api, &event, Some(ahead)).await;
     resumed.no_state(Duration::from_secs(1)).await;
     sqlx::query("SELECT pg_wal_replay_resume()")
         .execute(&mut replica)
@@ -224,7 +121,7 @@ async fn the_first_message_is_the_replica_s_state_and_a_lagging_replica_is_waite
 async fn an_unchanged_state_sends_only_keep_alives_past_the_request_time_limit_until_shutdown() {
     let api = node(|c| c.http.request_timeout_ms = 300).await;
     let event = api.seeded_event(1, 1, 1, 600).await;
-    let mut stream = Sse::open(&api, &event, None).await;
+    let mut stream = open(&api, &event, None).await;
     stream.next_state(Duration::from_secs(5)).await.unwrap();
     let keep_alives = stream.no_state(Duration::from_millis(1_500)).await;
     assert!(keep_alives >= 4, "{keep_alives} keep-alives in 1.5 s");
@@ -255,7 +152,7 @@ async fn a_burst_of_bookings_is_coalesced_and_the_last_message_is_right() {
     let event = api.seeded_event(0, 0, 100, 600).await;
     let names: Vec<String> = (0..50).map(|n| format!("Fan {n}")).collect();
     let users = futures::future::join_all(names.iter().map(|n| api.signup(n))).await;
-    let mut stream = Sse::open(&api, &event, None).await;
+    let mut stream = open(&api, &event, None).await;
     let (_, state) = stream.next_state(Duration::from_secs(5)).await.unwrap();
     assert_eq!(state["totalAvailable"], 100);
     let started = Instant::now();
@@ -286,11 +183,11 @@ async fn resuming_with_the_latest_id_repeats_nothing_and_with_an_older_one_gets_
     let api = node(|_| {}).await;
     let event = api.seeded_event(0, 0, 10, 600).await;
     let user = api.signup("Reconnecting").await;
-    let mut stream = Sse::open(&api, &event, None).await;
+    let mut stream = open(&api, &event, None).await;
     let (seen, _) = stream.next_state(Duration::from_secs(5)).await.unwrap();
     drop(stream);
 
-    let mut resumed = Sse::open(&api, &event, Some(&seen.to_string())).await;
+    let mut resumed = open(&api, &event, Some(seen)).await;
     resumed.no_state(Duration::from_secs(1)).await;
     book(&api, &user, &event, "GA").await;
     let (news, state) = resumed.next_state(Duration::from_secs(5)).await.unwrap();
@@ -298,7 +195,7 @@ async fn resuming_with_the_latest_id_repeats_nothing_and_with_an_older_one_gets_
     drop(resumed);
 
     // Missed while away: sent at once.
-    let mut late = Sse::open(&api, &event, Some(&seen.to_string())).await;
+    let mut late = open(&api, &event, Some(seen)).await;
     let (id, state) = late.next_state(Duration::from_secs(1)).await.unwrap();
     assert_eq!(
         (id.digest, state["totalAvailable"].as_i64()),
@@ -310,7 +207,7 @@ async fn resuming_with_the_latest_id_repeats_nothing_and_with_an_older_one_gets_
         lsn: u64::MAX >> 8,
         digest: 1,
     };
-    let mut early = Sse::open(&api, &event, Some(&future.to_string())).await;
+    let mut early = open(&api, &event, Some(future)).await;
     early.no_state(Duration::from_secs(1)).await;
 }
 
@@ -354,8 +251,7 @@ async fn bad_input_is_a_json_error_not_a_stream() {
 async fn subscribers_of_an_event_share_one_watcher_which_ends_after_they_leave() {
     let api = node(|c| c.streams.idle_watcher_ms = 300).await;
     let event = api.seeded_event(0, 0, 5, 600).await;
-    let mut streams =
-        futures::future::join_all((0..200).map(|_| Sse::open(&api, &event, None))).await;
+    let mut streams = futures::future::join_all((0..200).map(|_| open(&api, &event, None))).await;
     for stream in &mut streams {
         let (_, state) = stream.next_state(Duration::from_secs(10)).await.unwrap();
         assert_eq!(state["totalAvailable"], 5);
@@ -375,7 +271,7 @@ async fn subscribers_of_an_event_share_one_watcher_which_ends_after_they_leave()
     })
     .await;
     // And the next subscriber starts one again.
-    let mut again = Sse::open(&api, &event, None).await;
+    let mut again = open(&api, &event, None).await;
     assert!(again.next_state(Duration::from_secs(5)).await.is_some());
     assert_eq!(metric(&api, "ticketing_stream_watchers").await, 1.0);
 }
@@ -394,7 +290,7 @@ async fn a_queued_event_s_stream_carries_its_queue() {
     .execute(&api.node.db)
     .await
     .unwrap();
-    let mut stream = Sse::open(&api, &event, None).await;
+    let mut stream = open(&api, &event, None).await;
     let (_, state) = stream.next_state(Duration::from_secs(5)).await.unwrap();
     let queue = &state["queue"];
     assert_eq!(queue["eventId"], event);
