@@ -28,7 +28,7 @@ use crate::ops::metrics::Metrics;
 use crate::reads::cache::ReadCache;
 use crate::reads::consistency::{token_after_write, ReadAfter};
 use crate::reads::replica::{ReadSource, Readers, ShardReader};
-use crate::streams::Hub;
+use crate::streams::hub::Hub;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -117,6 +117,8 @@ impl Node {
         );
         let served_by = HeaderValue::from_str(&format!("{}/{}", config.region, config.node_name))
             .context("region and node name must be header-safe")?;
+        let metrics = Metrics::new();
+        let streams = Hub::new(metrics.stream_watchers.clone());
         Ok(Arc::new(Node {
             config,
             region_id,
@@ -124,7 +126,7 @@ impl Node {
             ids,
             tokens,
             passwords,
-            metrics: Metrics::new(),
+            metrics,
             readers,
             cache,
             batcher,
@@ -132,7 +134,7 @@ impl Node {
             terms: TermsCache::new(),
             limits,
             served_by,
-            streams: Hub::new(),
+            streams,
         }))
     }
 

@@ -462,6 +462,24 @@ mod tests {
     }
 
     #[test]
+    fn the_live_stream_is_documented_as_server_sent_events() {
+        let doc = doc();
+        let operation = &doc["paths"]["/api/v1/events/{id}/stream"]["get"];
+        let ok = &operation["responses"]["200"];
+        assert!(ok["content"]["text/event-stream"].is_object(), "{ok}");
+        assert!(ok["headers"].get("X-Request-Id").is_some());
+        assert!(ok["headers"].get("X-Accel-Buffering").is_some());
+        // Not a cached read: no freshness headers.
+        assert!(ok["headers"].get("X-Cache").is_none(), "{ok}");
+        assert!(operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Last-Event-ID" && p["in"] == "header"));
+        assert!(doc["components"]["schemas"]["StreamState"]["properties"]["queue"].is_object());
+    }
+
+    #[test]
     fn the_served_document_names_the_configured_regions() {
         let config = Config::default();
         let served = document_for(&config);

@@ -1,6 +1,6 @@
 //! What a stream message says of an event (`StreamState`: availability per tier and the
-//! queue's figures, nothing that changes unless the event does), how a watcher reads it in one
-//! go from this region's copy of the event's shard, and the rule for publishing it.
+//! queue's figures, nothing that changes unless the event does), framed once for every
+//! subscriber (`Published`), and the rule for publishing a newly read one.
 
 use std::sync::Arc;
 
@@ -8,12 +8,9 @@ use id_gen::Id;
 use serde::Serialize;
 use wire::stream::{self, StreamId};
 
-use crate::catalog::store::{self as catalog, TierAvailability};
+use crate::catalog::store::TierAvailability;
 use crate::error::{ApiError, ApiResult};
-use crate::queue::store as queue;
 use crate::queue::views::QueueFigures;
-use crate::reads::answer;
-use crate::state::Node;
 
 /// A stream message's `data`: no time and no WAL position inside, so that equal states have
 /// equal digests, in every region.
@@ -77,19 +74,6 @@ impl Published {
     pub fn message(&self) -> String {
         stream::message(self.id, "state", &self.data)
     }
-}
-
-/// Reads `event_id`'s state from this region's replica of its shard (see
-/// `Readers::stream_source`), on one connection: the WAL position first, so the state holds at
-/// least everything up to it, then availability and the queue.
-pub async fn read(node: &Node, event_id: Id) -> ApiResult<Published> {
-    let source = node.readers.stream_source(node.shard_of(event_id)?).await?;
-    let (mut conn, lsn) = answer::snapshot(&source).await?;
-    let tiers = catalog::availability(&mut *conn, &[event_id.as_i64()]).await?;
-    let queue = queue::queue(&mut *conn, event_id.as_i64())
-        .await?
-        .map(|row| QueueFigures::from_row(&row));
-    StreamState::new(event_id, &tiers, queue).publish_at(lsn.0)
 }
 
 /// Puts a newly read state in `latest`; true when subscribers must be woken, i.e. the state

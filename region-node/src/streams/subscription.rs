@@ -18,6 +18,7 @@ use wire::stream::{self, Resume, StreamId};
 use crate::error::ApiResult;
 use crate::state::Node;
 use crate::streams::hub::Latest;
+use crate::streams::watcher;
 
 /// The first line of every stream: a client reconnects after 2 s.
 const RETRY: &[u8] = b"retry: 2000\n\n";
@@ -83,7 +84,7 @@ impl Subscription {
         };
         node.metrics.stream_subscribers.inc();
         Subscription {
-            states: node.streams.subscribe(node, event),
+            states: watcher::subscribe(node, event),
             closing: node.streams.closing(),
             node: Arc::clone(node),
             last,
