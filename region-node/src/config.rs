@@ -436,6 +436,12 @@ impl ServiceConfig for Config {
             return invalid("ids.lease_ttl_seconds must be at least 3".into());
         }
         self.streams.validate()?;
+        // An idle stream must write before an idle connection would be closed on the way.
+        if self.streams.keepalive_ms >= self.connections.idle_timeout_ms {
+            return invalid(
+                "streams.keepalive_ms must be below connections.idle_timeout_ms".into(),
+            );
+        }
         self.limits.validate()
     }
 }
@@ -532,6 +538,7 @@ mod tests {
             |s| s.interval_ms = 5,
             |s| s.keepalive_ms = 0,
             |s| s.idle_watcher_ms = 0,
+            |s| s.keepalive_ms = 75_000,
         ] {
             let mut config = valid();
             adjust(&mut config.streams);
