@@ -33,6 +33,48 @@ pub struct Config {
     pub reads: ReadsConfig,
     pub limits: LimitsConfig,
     pub queue: QueueConfig,
+    pub streams: StreamsConfig,
+}
+
+/// Live streams (`GET /events/{id}/stream`): how often an event's watcher reads its state, how
+/// often an idle stream says it is alive, and how long a watcher outlives its last subscriber.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// One read of the event's state per interval, whatever the number of subscribers; also the
+    /// shortest time between two messages of a stream.
+    pub interval_ms: u64,
+    /// A keep-alive comment after this long without a message.
+    pub keepalive_ms: u64,
+    /// A watcher without subscribers for this long ends (the next subscriber starts one).
+    pub idle_watcher_ms: u64,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            interval_ms: 250,
+            keepalive_ms: 15_000,
+            idle_watcher_ms: 30_000,
+        }
+    }
+}
+
+impl StreamsConfig {
+    /// A watcher's read costs one query batch per interval: below 10 ms it would be a busy loop.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(10..=60_000).contains(&self.interval_ms) {
+            return Err(ConfigError::Invalid(
+                "streams.interval_ms must be 10..=60000".into(),
+            ));
+        }
+        if self.keepalive_ms == 0 || self.idle_watcher_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "streams.keepalive_ms and streams.idle_watcher_ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The waiting room's loops and join batching (see `queue`).
@@ -295,6 +337,7 @@ impl Default for Config {
             reads: ReadsConfig::default(),
             limits: LimitsConfig::default(),
             queue: QueueConfig::default(),
+            streams: StreamsConfig::default(),
         }
     }
 }
@@ -439,6 +482,13 @@ impl ServiceConfig for Config {
             return invalid("ids.lease_ttl_seconds must be at least 3".into());
         }
         self.queue.validate()?;
+        self.streams.validate()?;
+        // An idle stream must write before an idle connection would be closed on the way.
+        if self.streams.keepalive_ms >= self.connections.idle_timeout_ms {
+            return invalid(
+                "streams.keepalive_ms must be below connections.idle_timeout_ms".into(),
+            );
+        }
         self.limits.validate()
     }
 }
@@ -531,6 +581,31 @@ mod tests {
             adjust(&mut config);
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains("queue."), "{error}");
+        }
+    }
+
+    #[test]
+    fn stream_settings_are_checked() {
+        let streams = StreamsConfig::default();
+        assert_eq!(
+            (
+                streams.interval_ms,
+                streams.keepalive_ms,
+                streams.idle_watcher_ms
+            ),
+            (250, 15_000, 30_000)
+        );
+        for adjust in [
+            (|s: &mut StreamsConfig| s.interval_ms = 0) as fn(&mut StreamsConfig),
+            |s| s.interval_ms = 5,
+            |s| s.keepalive_ms = 0,
+            |s| s.idle_watcher_ms = 0,
+            |s| s.keepalive_ms = 75_000,
+        ] {
+            let mut config = valid();
+            adjust(&mut config.streams);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("streams."), "{error}");
         }
     }
 }

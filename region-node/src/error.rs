@@ -17,6 +17,9 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("{0}")]
     InvalidId(String),
+    /// A stream's `Last-Event-ID` that is no id a stream sends.
+    #[error(transparent)]
+    InvalidLastEventId(#[from] wire::stream::BadStreamId),
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -92,7 +95,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            Validation(_) | InvalidJson(_) | InvalidId(_) => StatusCode::BAD_REQUEST,
+            Validation(_) | InvalidJson(_) | InvalidId(_) | InvalidLastEventId(_) => {
+                StatusCode::BAD_REQUEST
+            }
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) | QueuePass(_) => StatusCode::FORBIDDEN,
@@ -124,6 +129,7 @@ impl ApiError {
             Validation(_) => "validation",
             InvalidJson(_) => "invalid_json",
             InvalidId(_) => "invalid_id",
+            InvalidLastEventId(_) => "invalid_last_event_id",
             PayloadTooLarge { .. } => "payload_too_large",
             Unauthorized(_) => "unauthorized",
             Forbidden(_) => "forbidden",

@@ -7,7 +7,8 @@
 //! Layout, by concern: `booking/` (reserve with group commit, confirm, cancel; all booking SQL in
 //! `booking::store`), `catalog/` (events, tiers, tickets, sale terms), `reads/` (replica readers
 //! and lag, cache, consistency tokens, answers), `identity/` (tokens, users, machine lease),
-//! `ops/` (metrics, sweeper, health), `http/` (thin handlers), `limits` (rate limits per user
+//! `ops/` (metrics, sweeper, health), `streams/` (live streams of an event), `http/` (thin
+//! handlers), `limits` (rate limits per user
 //! and per event), `queue/` (the waiting room), `coalesce` (group commit's batching queue, shared
 //! by booking and queue). `state` is the shared state; `server` assembles it all.
 
@@ -26,6 +27,7 @@ pub mod queue;
 pub mod reads;
 pub mod server;
 pub mod state;
+pub mod streams;
 
 pub use config::Config;
 pub use server::{ops_router, router, serve, serve_node};

@@ -107,6 +107,13 @@ pub async fn serve_node(
         "region-node serving"
     );
     let api = router(node.clone());
+    // Streams never end by themselves: they are ended before the graceful stop waits for
+    // requests in flight.
+    let streams = node.clone();
+    let shutdown = async move {
+        shutdown.await;
+        streams.streams.close();
+    };
     wire::server::serve(
         listeners,
         &node.config.connections,

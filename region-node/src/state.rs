@@ -30,6 +30,7 @@ use crate::queue::place::{Joining, QueuePlace};
 use crate::reads::cache::ReadCache;
 use crate::reads::consistency::{token_after_write, ReadAfter};
 use crate::reads::replica::{ReadSource, Readers, ShardReader};
+use crate::streams::hub::Hub;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -62,6 +63,8 @@ pub struct Node {
     pub limits: NodeLimits,
     /// `<region>/<node>`, stamped on every answer as `X-Served-By`.
     pub served_by: HeaderValue,
+    /// Live streams: one watcher per watched event.
+    pub streams: Hub,
 }
 
 impl Node {
@@ -123,6 +126,8 @@ impl Node {
         let joins = Coalescer::new(1, config.queue.join_batch_max, BATCH_WORKER_IDLE);
         let served_by = HeaderValue::from_str(&format!("{}/{}", config.region, config.node_name))
             .context("region and node name must be header-safe")?;
+        let metrics = Metrics::new();
+        let streams = Hub::new(metrics.stream_watchers.clone());
         Ok(Arc::new(Node {
             config,
             region_id,
@@ -131,7 +136,7 @@ impl Node {
             tokens,
             passes,
             passwords,
-            metrics: Metrics::new(),
+            metrics,
             readers,
             cache,
             batcher,
@@ -140,6 +145,7 @@ impl Node {
             terms: TermsCache::new(),
             limits,
             served_by,
+            streams,
         }))
     }
 

@@ -97,7 +97,7 @@ macro_rules! error_answers {
 
 error_answers! {
     BadRequest: "The request is malformed: invalid JSON, a missing or invalid field, parameter \
-        or header (`validation`, `invalid_json`, `invalid_id`)";
+        or header (`validation`, `invalid_json`, `invalid_id`, `invalid_last_event_id`)";
     Unauthorized: "No valid bearer token, or on login a wrong email or password, or on refresh \
         and logout a refresh token that is unknown, expired, revoked or already rotated \
         (`unauthorized`)";

@@ -21,6 +21,7 @@ pub mod openapi;
 mod ops;
 mod queue;
 mod queue_place;
+mod streams;
 mod tickets;
 mod users;
 
@@ -70,6 +71,7 @@ route_table! {
             put "/events/{id}/queue" => queue::put,
             get "/events/{id}/queue" => queue::get,
             post "/events/{id}/queue" => queue::join,
+            get "/events/{id}/stream" => streams::stream,
             get "/tickets" => tickets::availability,
             post "/tickets/create" => tickets::create,
             get "/tickets/{id}" => tickets::get,

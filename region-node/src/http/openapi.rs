@@ -19,8 +19,10 @@ use crate::http::answers::{
     header, BadRequest, Conflict, Forbidden, KeyReused, Misdirected, NotFound, PayloadTooLarge,
     Timeout, TooManyRequests, Unauthorized, Unavailable, EVERY_ANSWER, READ_ANSWER,
 };
-use crate::http::{auth, booking, events, ops, queue, queue_place, tickets, users};
+use crate::http::{auth, booking, events, ops, queue, queue_place, streams, tickets, users};
+use crate::queue::views::QueueFigures;
 use crate::state::Node;
+use crate::streams::state::{StreamState, StreamTier};
 
 /// The security scheme of every operation that needs a caller (`security(("bearer" = []))`).
 const BEARER: &str = "bearer";
@@ -50,6 +52,7 @@ const BEARER: &str = "bearer";
         queue::put,
         queue::get,
         queue::join,
+        streams::stream,
         tickets::availability,
         tickets::create,
         tickets::get,
@@ -63,7 +66,7 @@ const BEARER: &str = "bearer";
         ops::readyz,
     ),
     components(
-        schemas(ErrorEnvelope),
+        schemas(ErrorEnvelope, StreamState, StreamTier, QueueFigures),
         responses(
             BadRequest,
             Unauthorized,
@@ -191,7 +194,9 @@ impl Modify for Everywhere {
                     get && !operation.tags.iter().flatten().any(|t| t == "operations");
                 for (status, answer) in responses.iter_mut() {
                     let RefOr::T(answer) = answer else { continue };
-                    let read = regional_read && status.as_str() == "200";
+                    // A stream carries its own headers, not a read's freshness ones.
+                    let streamed = answer.content.contains_key(wire::stream::CONTENT_TYPE);
+                    let read = regional_read && status.as_str() == "200" && !streamed;
                     let extra = if read { &READ_ANSWER[..] } else { &[] };
                     for (name, about, kind) in EVERY_ANSWER.iter().chain(extra) {
                         answer
@@ -462,6 +467,24 @@ mod tests {
             seen.insert(name.to_owned());
         }
         assert_eq!(seen.len(), parsers.len(), "request types without a route");
+    }
+
+    #[test]
+    fn the_live_stream_is_documented_as_server_sent_events() {
+        let doc = doc();
+        let operation = &doc["paths"]["/api/v1/events/{id}/stream"]["get"];
+        let ok = &operation["responses"]["200"];
+        assert!(ok["content"]["text/event-stream"].is_object(), "{ok}");
+        assert!(ok["headers"].get("X-Request-Id").is_some());
+        assert!(ok["headers"].get("X-Accel-Buffering").is_some());
+        // Not a cached read: no freshness headers.
+        assert!(ok["headers"].get("X-Cache").is_none(), "{ok}");
+        assert!(operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Last-Event-ID" && p["in"] == "header"));
+        assert!(doc["components"]["schemas"]["StreamState"]["properties"]["queue"].is_object());
     }
 
     #[test]

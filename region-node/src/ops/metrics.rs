@@ -1,5 +1,5 @@
 //! The node's Prometheus metrics: requests and latency per route, holds, sales, releases,
-//! booking outcomes, batch sizes, pool use, and the waiting rooms' figures per event.
+//! booking outcomes, batch sizes, pool use, live streams, and the waiting rooms' figures per event.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -75,6 +75,12 @@ pub struct Metrics {
     pub pool: Family<PoolLabels, Gauge>,
     pub reserve_batch_size: Histogram,
     pub queue: QueueMetrics,
+    /// Open live streams (SSE answers being written) on this node.
+    pub stream_subscribers: Gauge,
+    /// Events watched for live streams (one read per interval each).
+    pub stream_watchers: Gauge,
+    /// State messages written to subscribers (keep-alives not counted).
+    pub stream_messages: Counter,
 }
 
 impl Metrics {
@@ -94,6 +100,24 @@ impl Metrics {
         let pool = Family::<PoolLabels, Gauge>::default();
         let reserve_batch_size = Histogram::new(
             prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
+        );
+        let stream_subscribers = Gauge::default();
+        let stream_watchers = Gauge::default();
+        let stream_messages = Counter::default();
+        registry.register(
+            "stream_subscribers",
+            "Open live streams",
+            stream_subscribers.clone(),
+        );
+        registry.register(
+            "stream_watchers",
+            "Events watched for live streams",
+            stream_watchers.clone(),
+        );
+        registry.register(
+            "stream_messages",
+            "State messages written to live-stream subscribers",
+            stream_messages.clone(),
         );
         registry.register(
             "reserve_batch_size",
@@ -139,6 +163,9 @@ impl Metrics {
             pool,
             reserve_batch_size,
             queue,
+            stream_subscribers,
+            stream_watchers,
+            stream_messages,
         }
     }
 

@@ -287,6 +287,29 @@ impl Readers {
         }
     }
 
+    /// Where a live stream's watcher reads `shard`: this region's replica whenever it is up,
+    /// however far behind (its positions only move forward, and every region's replica replays
+    /// the same WAL, so a stream's ids compare across regions); when it is down or there is
+    /// none, wherever a read without a consistency token goes.
+    pub async fn stream_source(&self, shard: &ShardReader) -> ApiResult<ReadSource> {
+        if let Some(replica) = &shard.replica {
+            let (up, lag) = {
+                let state = shard.state.lock().expect("lag state");
+                (state.replica_up, shard.lag(&state))
+            };
+            if up {
+                return Ok(ReadSource {
+                    pool: replica.clone(),
+                    source: Source::Replica,
+                    shard: shard.name.clone(),
+                    data_age_ms: lag.map_or(u64::MAX, |l| l.as_millis() as u64),
+                    stale: lag.is_none_or(|l| l > self.max_lag),
+                });
+            }
+        }
+        self.source(shard, None).await
+    }
+
     /// Polls the replica's replay position until it passes `token`, within the wait bound.
     async fn wait_for_replay(&self, replica: &PgPool, token: Lsn) -> bool {
         let deadline = Instant::now() + self.token_wait;

@@ -1,8 +1,9 @@
-//! What the integration tests share: in-process nodes (`node`) and a small client for the
-//! node's API.
+//! What the integration tests share: in-process nodes (`node`), a node with a local replica of
+//! its shard (`replica`) and a small client for the node's API.
 #![allow(dead_code)]
 
 pub mod node;
+pub mod replica;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
