@@ -598,4 +598,80 @@ mod tests {
         assert_eq!(distinct.len(), 100_000usize.div_ceil(30));
         assert!(distinct.iter().all(|ip| ip.is_loopback()));
     }
+
+    /// A fake server: answers one request with `answer`, then keeps the connection open.
+    async fn fake(answer: Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<(IpAddr, String)>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut tcp, peer) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 512];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = tcp.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+            }
+            tcp.write_all(&answer).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            (peer.ip(), String::from_utf8(request).unwrap())
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn a_chunked_stream_from_a_chosen_source_address() {
+        let first = wire::stream::message(
+            wire::stream::StreamId { lsn: 5, digest: 1 },
+            "state",
+            "{}",
+        );
+        let body = format!("retry: 2000\n\n{first}: keep-alive\n\n");
+        // The body in two chunks that cut the message in the middle.
+        let (a, b) = body.split_at(20);
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+             transfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n",
+            a.len(),
+            b.len()
+        );
+        let (addr, server) = fake(answer.into_bytes()).await;
+        let source = source_address(40, 30);
+        let host = addr.to_string();
+        let mut stream = open(addr, source, &host, "/api/v1/events/9/stream", Duration::from_secs(5))
+            .await
+            .map_err(|f| f.label())
+            .unwrap();
+        let mut got = Vec::new();
+        stream.read(&mut |m| got.push(m)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id.as_deref(), Some("5.0000000000000001"));
+        // The server saw the chosen source address and a plain stream GET.
+        let (peer, request) = server.await.unwrap();
+        assert_eq!(peer, source);
+        assert!(request.starts_with("GET /api/v1/events/9/stream HTTP/1.1\r\n"));
+        assert!(request.contains("Accept: text/event-stream"));
+        // The server closed: the stream says so.
+        assert!(stream.read(&mut |_| {}).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_carries_its_status_and_code() {
+        let body = r#"{"error":{"code":"too_many_streams","message":"m","status":429}}"#;
+        let answer = format!(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (addr, _server) = fake(answer.into_bytes()).await;
+        let host = addr.to_string();
+        let refused = open(addr, source_address(0, 1), &host, "/x", Duration::from_secs(5)).await;
+        let failure = refused.err().unwrap();
+        assert_eq!(failure.label(), "429 too_many_streams");
+        // Nobody listening: a connect failure, not a hang.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let nowhere = closed.local_addr().unwrap();
+        drop(closed);
+        let failed = open(nowhere, source_address(0, 1), "x", "/x", Duration::from_secs(5)).await;
+        assert!(matches!(failed, Err(Failure::Connect(_))));
+    }
 }
