@@ -182,13 +182,12 @@ async fn queue_checks_on(pool: &PgPool, region: &str, event: i64) -> anyhow::Res
         expected,
         found,
     };
-    let (serving, lobby): (i64, i64) = sqlx::query_as(
-        "SELECT serving, lobby_size FROM event_queues WHERE event_id = $1",
-    )
-    .bind(event)
-    .fetch_one(pool)
-    .await
-    .context("the event's queue")?;
+    let (serving, lobby): (i64, i64) =
+        sqlx::query_as("SELECT serving, lobby_size FROM event_queues WHERE event_id = $1")
+            .bind(event)
+            .fetch_one(pool)
+            .await
+            .context("the event's queue")?;
     // Admissions: consecutive ranges from 1, in time order, ending at the counter.
     let (gaps, out_of_order, covered): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE first_position <> coalesce(prev_last, 0) + 1),
@@ -237,10 +236,22 @@ async fn queue_checks_on(pool: &PgPool, region: &str, event: i64) -> anyhow::Res
     let mut checks = vec![
         check("queue: admissions in gaps or overlaps", 0, gaps),
         check("queue: admissions out of time order", 0, out_of_order),
-        check("queue: positions admitted = serving counter", serving, covered),
-        check("queue: lobby positions are 1..lobby size", lobby, lobby_distinct_in_range),
+        check(
+            "queue: positions admitted = serving counter",
+            serving,
+            covered,
+        ),
+        check(
+            "queue: lobby positions are 1..lobby size",
+            lobby,
+            lobby_distinct_in_range,
+        ),
         check("queue: lobby members = lobby size", lobby, lobby_members),
-        check("queue: later joins out of arrival order", 0, late_out_of_order),
+        check(
+            "queue: later joins out of arrival order",
+            0,
+            late_out_of_order,
+        ),
         check("queue: bookings without a pass", 0, passless),
         check("queue: bookings past the serving counter", 0, past_counter),
     ];
@@ -248,8 +259,7 @@ async fn queue_checks_on(pool: &PgPool, region: &str, event: i64) -> anyhow::Res
     if lobby >= 10 {
         checks.push(Check {
             region: region.to_owned(),
-            name: "queue: lobby drawn in join order (positions equal to join rank, of all)"
-                .into(),
+            name: "queue: lobby drawn in join order (positions equal to join rank, of all)".into(),
             expected: 0,
             found: i64::from(lobby_in_join_order == lobby),
         });

@@ -41,7 +41,10 @@ mod tests {
             rlim_max: 0,
         };
         // SAFETY: as above.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut before) }, 0);
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut before) },
+            0
+        );
         let soft = raise_open_files(1024).unwrap();
         assert!(soft >= before.rlim_cur && soft >= before.rlim_max.min(1024));
     }

@@ -101,7 +101,8 @@ impl Shown {
 
     /// The middle of the range (its floor when it has no ceiling).
     fn point(&self) -> f64 {
-        self.max_s.map_or(self.min_s, |max| (self.min_s + max) / 2.0)
+        self.max_s
+            .map_or(self.min_s, |max| (self.min_s + max) / 2.0)
     }
 }
 
@@ -440,7 +441,12 @@ impl Run {
         let sent = Instant::now();
         let reply = self
             .api
-            .call(Method::GET, &self.url(&user.router, "/me"), Some(&user.token), None)
+            .call(
+                Method::GET,
+                &self.url(&user.router, "/me"),
+                Some(&user.token),
+                None,
+            )
             .await;
         self.timed(user, Op::Place, sent, reply).await
     }
@@ -452,7 +458,12 @@ impl Run {
         tokio::time::sleep_until(due.into()).await;
         let reply = self
             .api
-            .call(Method::POST, &self.url(&user.router, ""), Some(&user.token), None)
+            .call(
+                Method::POST,
+                &self.url(&user.router, ""),
+                Some(&user.token),
+                None,
+            )
             .await;
         let joined = self.timed(&user, Op::Join, due, reply).await;
         if !joined.answer.ok() {
@@ -496,7 +507,11 @@ impl Run {
         };
         // Waiting: until the counter passes the place, or nothing is left to buy.
         let admitted = place["state"] == "admitted";
-        if !admitted && !self.wait_for_turn(&user, &mut live, position, &mut rng).await {
+        if !admitted
+            && !self
+                .wait_for_turn(&user, &mut live, position, &mut rng)
+                .await
+        {
             let now = *live.borrow();
             if now.available == Some(0) && now.serving < position {
                 j.gave_up = true;
@@ -513,7 +528,12 @@ impl Run {
             let sent = Instant::now();
             let reply = self
                 .api
-                .call(Method::POST, &self.url(&user.router, "/pass"), Some(&user.token), None)
+                .call(
+                    Method::POST,
+                    &self.url(&user.router, "/pass"),
+                    Some(&user.token),
+                    None,
+                )
                 .await;
             let reply = self.timed(&user, Op::Pass, sent, reply).await;
             if reply.answer.ok() {
@@ -536,7 +556,13 @@ impl Run {
             let lines = [(TIER.to_owned(), quantity)];
             let reply = self
                 .api
-                .reserve_with_pass(&user.router, &user.token, &self.event.id, &lines, Some(&pass))
+                .reserve_with_pass(
+                    &user.router,
+                    &user.token,
+                    &self.event.id,
+                    &lines,
+                    Some(&pass),
+                )
                 .await;
             let reply = self.timed(&user, Op::Reserve, sent, reply).await;
             if reply.answer.ok() {
@@ -715,7 +741,11 @@ async fn user_tokens(
         by_region.push(fixture::create_users(api, target, region, per_region).await?);
     }
     let tokens = (0..count)
-        .map(|n| by_region[n % regions.len()][n / regions.len()].token.clone())
+        .map(|n| {
+            by_region[n % regions.len()][n / regions.len()]
+                .token
+                .clone()
+        })
         .collect();
     Ok((tokens, false))
 }
@@ -754,8 +784,8 @@ pub async fn run(o: &QueueOptions) -> anyhow::Result<QueueReport> {
         .context("users' tokens")?;
 
     // The queue opens `opens_in` after the first join is due, which is now.
-    let opens_at = chrono::Utc::now()
-        + chrono::Duration::from_std(o.opens_in).context("--opens-in")?;
+    let opens_at =
+        chrono::Utc::now() + chrono::Duration::from_std(o.opens_in).context("--opens-in")?;
     let home_router = &target.region(&home)?.router;
     setup
         .must(
@@ -1022,7 +1052,11 @@ mod tests {
         assert_eq!(metric_value(text, "queue_target", "123"), Some(500.0));
         assert_eq!(metric_value(text, "queue_active", "1"), None);
         assert_eq!(
-            metric_value("queue_active{region=\"a\",event=\"5\"} 2.5", "queue_active", "5"),
+            metric_value(
+                "queue_active{region=\"a\",event=\"5\"} 2.5",
+                "queue_active",
+                "5"
+            ),
             Some(2.5)
         );
     }
@@ -1086,6 +1120,9 @@ mod tests {
             (o.joined, o.join_failed, o.lobby, o.admitted, o.gave_up),
             (2, 1, 1, 1, 1)
         );
-        assert_eq!((o.ordered, o.tickets_ordered, o.tickets_confirmed), (1, 2, 2));
+        assert_eq!(
+            (o.ordered, o.tickets_ordered, o.tickets_confirmed),
+            (1, 2, 2)
+        );
     }
 }

@@ -141,7 +141,11 @@ impl std::error::Error for BadChunk {}
 
 impl Dechunk {
     /// Feeds raw body bytes; the data they carry goes to `out`. `Ok(true)` once the body ended.
-    pub fn feed(&mut self, mut bytes: &[u8], out: &mut impl FnMut(&[u8])) -> Result<bool, BadChunk> {
+    pub fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut impl FnMut(&[u8]),
+    ) -> Result<bool, BadChunk> {
         while !bytes.is_empty() {
             match self.state {
                 ChunkState::Done => return Ok(true),
@@ -157,7 +161,12 @@ impl Dechunk {
                     }
                     let line = std::str::from_utf8(&self.size_line).map_err(|_| BadChunk)?;
                     // Chunk extensions (`;name=value`) are allowed and ignored.
-                    let hex = line.trim_end_matches('\r').split(';').next().unwrap_or("").trim();
+                    let hex = line
+                        .trim_end_matches('\r')
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim();
                     let size = u64::from_str_radix(hex, 16).map_err(|_| BadChunk)?;
                     self.size_line.clear();
                     self.state = if size == 0 {
@@ -502,7 +511,10 @@ mod tests {
     #[test]
     fn a_message_split_anywhere_is_the_same_message() {
         let text = wire::stream::message(
-            wire::stream::StreamId { lsn: 0x10, digest: 7 },
+            wire::stream::StreamId {
+                lsn: 0x10,
+                digest: 7,
+            },
             "state",
             "{\"eventId\":\"1\"}",
         );
@@ -620,11 +632,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_stream_from_a_chosen_source_address() {
-        let first = wire::stream::message(
-            wire::stream::StreamId { lsn: 5, digest: 1 },
-            "state",
-            "{}",
-        );
+        let first =
+            wire::stream::message(wire::stream::StreamId { lsn: 5, digest: 1 }, "state", "{}");
         let body = format!("retry: 2000\n\n{first}: keep-alive\n\n");
         // The body in two chunks that cut the message in the middle.
         let (a, b) = body.split_at(20);
@@ -637,10 +646,16 @@ mod tests {
         let (addr, server) = fake(answer.into_bytes()).await;
         let source = source_address(40, 30);
         let host = addr.to_string();
-        let mut stream = open(addr, source, &host, "/api/v1/events/9/stream", Duration::from_secs(5))
-            .await
-            .map_err(|f| f.label())
-            .unwrap();
+        let mut stream = open(
+            addr,
+            source,
+            &host,
+            "/api/v1/events/9/stream",
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|f| f.label())
+        .unwrap();
         let mut got = Vec::new();
         stream.read(&mut |m| got.push(m)).await.unwrap();
         assert_eq!(got.len(), 1);
@@ -664,14 +679,28 @@ mod tests {
         );
         let (addr, _server) = fake(answer.into_bytes()).await;
         let host = addr.to_string();
-        let refused = open(addr, source_address(0, 1), &host, "/x", Duration::from_secs(5)).await;
+        let refused = open(
+            addr,
+            source_address(0, 1),
+            &host,
+            "/x",
+            Duration::from_secs(5),
+        )
+        .await;
         let failure = refused.err().unwrap();
         assert_eq!(failure.label(), "429 too_many_streams");
         // Nobody listening: a connect failure, not a hang.
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let nowhere = closed.local_addr().unwrap();
         drop(closed);
-        let failed = open(nowhere, source_address(0, 1), "x", "/x", Duration::from_secs(5)).await;
+        let failed = open(
+            nowhere,
+            source_address(0, 1),
+            "x",
+            "/x",
+            Duration::from_secs(5),
+        )
+        .await;
         assert!(matches!(failed, Err(Failure::Connect(_))));
     }
 }

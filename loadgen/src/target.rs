@@ -348,8 +348,14 @@ mod tests {
         std::fs::write(&path, cluster.to_string()).unwrap();
         let target = Target::from_cluster_json(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(target.jwt_secret.as_deref(), Some("a-secret-of-enough-bytes"));
-        assert_eq!((target.regions[0].id, target.regions[1].id), (Some(1), None));
+        assert_eq!(
+            target.jwt_secret.as_deref(),
+            Some("a-secret-of-enough-bytes")
+        );
+        assert_eq!(
+            (target.regions[0].id, target.regions[1].id),
+            (Some(1), None)
+        );
         // The node's cache counters are read on its operations listener.
         assert_eq!(
             target.regions[0].node_ops.as_deref(),

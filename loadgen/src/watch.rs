@@ -105,7 +105,8 @@ pub fn deliveries(changes: &[Change], logs: &[SubscriberLog]) -> Vec<Delivery> {
             let mut subscribers = 0u64;
             if let Some(lsn) = change.lsn {
                 for log in logs {
-                    if !log.connected_us.is_some_and(|at| at <= change.sent_us) {
+                    // Only subscribers connected when the booking was sent.
+                    if log.connected_us.is_none_or(|at| at > change.sent_us) {
                         continue;
                     }
                     subscribers += 1;
@@ -461,8 +462,7 @@ pub async fn run(o: &WatchOptions) -> anyhow::Result<WatchReport> {
         ));
     }
     let all_settled = started + spacing.mul_f64(o.subscribers as f64) + o.connect_timeout;
-    while settled.load(Ordering::Relaxed) < o.subscribers as u64 && Instant::now() < all_settled
-    {
+    while settled.load(Ordering::Relaxed) < o.subscribers as u64 && Instant::now() < all_settled {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let connecting_s = started.elapsed().as_secs_f64();
@@ -675,7 +675,14 @@ mod tests {
     fn tokens_give_their_commit_lsn() {
         assert_eq!(token_lsn("us-east:0/3A1B2C8"), Some(0x3A1B2C8));
         assert_eq!(token_lsn("eu-west:1/0"), Some(1 << 32));
-        for bad in ["", "us-east", "us-east:", "us-east:3A1B2C8", "x:0/zz", "x:123456789/0"] {
+        for bad in [
+            "",
+            "us-east",
+            "us-east:",
+            "us-east:3A1B2C8",
+            "x:0/zz",
+            "x:123456789/0",
+        ] {
             assert_eq!(token_lsn(bad), None, "{bad}");
         }
         assert_eq!(lsn_text(0x1_0000_00FF), "1/FF");

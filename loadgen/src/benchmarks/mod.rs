@@ -57,6 +57,10 @@ pub fn render(dir: &Path) -> anyhow::Result<String> {
     let all: Vec<&Verdict> = sections.iter().flat_map(|s| &s.verdicts).collect();
     targets::summary(&mut md, &all);
     for section in &sections {
+        // A blank line between sections, whichever way the one before ended.
+        if !md.ends_with("\n\n") {
+            md.push('\n');
+        }
         md.push_str(&section.markdown);
     }
     Ok(md)
