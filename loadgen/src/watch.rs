@@ -434,6 +434,15 @@ pub async fn run(o: &WatchOptions) -> anyhow::Result<WatchReport> {
     let writer_token = one_user_token(&api, &target, &writer_region).await?;
     let open_file_limit = descriptors::raise_open_files(o.subscribers as u64 + 4096)
         .context("raising the open-file limit")?;
+    if open_file_limit < o.subscribers as u64 + 1024 {
+        // Without CAP_SYS_RESOURCE not even root raises the hard limit: the streams past it
+        // fail with "Too many open files", and the report says so.
+        eprintln!(
+            "loadgen's open-file limit is {open_file_limit} and could not be raised: at most              about {} of the {} streams can open",
+            open_file_limit.saturating_sub(1024),
+            o.subscribers
+        );
+    }
 
     let (server, host) = socket_of(&region.router)?;
     let started = Instant::now();
