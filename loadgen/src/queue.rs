@@ -473,32 +473,14 @@ impl Run {
         let mut place = joined.body;
         let mut shown = Shown::of(&place).map(|s| (s, Instant::now()));
         let mut live = self.live[&user.region].clone();
-        // The lobby: wait for the draw, then read the drawn place (spread out).
+        // The lobby: wait for the draw, then read the drawn place.
         if place["position"].is_null() {
             j.lobby = true;
-            let drawn = tokio::time::timeout_at(self.deadline.into(), async {
-                live.wait_for(|l| l.open).await.map(|l| *l)
-            });
-            if !matches!(drawn.await, Ok(Ok(_))) {
+            let Some(drawn) = self.wait_for_draw(&user, &mut live, &mut rng).await else {
                 j.unfinished = true;
                 return j;
-            }
-            self.drawn_us
-                .fetch_min(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            tokio::time::sleep(LOBBY_SPREAD.mul_f64(rng.gen::<f64>())).await;
-            loop {
-                let reply = self.place(&user).await;
-                if reply.answer.ok() && !reply.body["position"].is_null() {
-                    place = reply.body;
-                    break;
-                }
-                if Instant::now() >= self.deadline {
-                    j.unfinished = true;
-                    return j;
-                }
-                // The region's replica has not replayed the draw yet.
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+            };
+            place = drawn;
             shown = Shown::of(&place).map(|s| (s, Instant::now()));
         }
         let Some(position) = place["position"].as_i64() else {
@@ -604,6 +586,62 @@ impl Run {
             j.failed = true;
         }
         j
+    }
+
+    /// A lobby member's drawn place: once its region's stream shows the lobby drawn, read
+    /// (at a random moment within `LOBBY_SPREAD`, not all at once) until the replica has it;
+    /// with `--poll`, also read every poll interval meanwhile. None when time is up.
+    async fn wait_for_draw(
+        &self,
+        user: &User,
+        live: &mut watch::Receiver<Live>,
+        rng: &mut SmallRng,
+    ) -> Option<Value> {
+        loop {
+            let poll_at = self
+                .poll
+                .map(|p| Instant::now() + p.mul_f64(rng.gen_range(0.5..1.5)))
+                .unwrap_or(self.deadline);
+            // The guard `wait_for` gives is not `Send`: copy the state out of it.
+            let open = async { live.wait_for(|l| l.open).await.map(|l| *l) };
+            tokio::select! {
+                seen = tokio::time::timeout_at(self.deadline.into(), open) => {
+                    if !matches!(seen, Ok(Ok(_))) {
+                        return None;
+                    }
+                    break;
+                }
+                _ = tokio::time::sleep_until(poll_at.min(self.deadline).into()),
+                    if self.poll.is_some() => {
+                    let reply = self.place(user).await;
+                    if reply.answer.ok() && !reply.body["position"].is_null() {
+                        self.saw_draw();
+                        return Some(reply.body);
+                    }
+                    if Instant::now() >= self.deadline {
+                        return None;
+                    }
+                }
+            }
+        }
+        self.saw_draw();
+        tokio::time::sleep(LOBBY_SPREAD.mul_f64(rng.gen::<f64>())).await;
+        loop {
+            let reply = self.place(user).await;
+            if reply.answer.ok() && !reply.body["position"].is_null() {
+                return Some(reply.body);
+            }
+            if Instant::now() >= self.deadline {
+                return None;
+            }
+            // The region's replica has not replayed the draw yet.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn saw_draw(&self) {
+        self.drawn_us
+            .fetch_min(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Waits until the region's counter reaches `position` (true), or no ticket is left, or
