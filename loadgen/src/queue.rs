@@ -43,6 +43,9 @@ const MAX_SIGNUPS_PER_REGION: usize = 5_000;
 const LOBBY_SPREAD: Duration = Duration::from_secs(3);
 /// How often the home node's `/metrics` is scraped.
 const SCRAPE_EVERY: Duration = Duration::from_millis(500);
+/// The home node's in-flight gauge, as its `/metrics` names it (the registry's `ticketing_`
+/// prefix on the contract's `queue_active`).
+const ACTIVE_METRIC: &str = "ticketing_queue_active";
 /// The one tier of the run's event.
 const TIER: &str = "GA";
 
@@ -737,7 +740,7 @@ async fn scrape(
             _ = tick.tick() => {}
         }
         if let Some(text) = api.text(&metrics).await {
-            if let Some(v) = metric_value(&text, "queue_active", &event) {
+            if let Some(v) = metric_value(&text, ACTIVE_METRIC, &event) {
                 series.push((started.elapsed().as_secs_f64(), v));
             }
         }
@@ -1082,19 +1085,22 @@ mod tests {
 
     #[test]
     fn metrics_by_event() {
-        let text = "# HELP queue_active admitted, not done\n# TYPE queue_active gauge\n\
-                    queue_active{event=\"12\"} 3\nqueue_active{event=\"123\"} 480\n\
-                    queue_active_total{event=\"123\"} 9\nqueue_target{event=\"123\"} 500\n";
-        assert_eq!(metric_value(text, "queue_active", "123"), Some(480.0));
-        assert_eq!(metric_value(text, "queue_active", "12"), Some(3.0));
-        assert_eq!(metric_value(text, "queue_target", "123"), Some(500.0));
-        assert_eq!(metric_value(text, "queue_active", "1"), None);
+        // As a node exposes them (checked against queue-core's node).
+        let text = "# HELP ticketing_queue_active Waiting room admitted users not yet done.\n\
+                    # TYPE ticketing_queue_active gauge\n\
+                    ticketing_queue_active{event=\"12\"} 3\n\
+                    ticketing_queue_active{event=\"123\"} 480\n\
+                    ticketing_queue_active_total{event=\"123\"} 9\n\
+                    ticketing_queue_target{event=\"123\"} 500\n";
+        assert_eq!(metric_value(text, ACTIVE_METRIC, "123"), Some(480.0));
+        assert_eq!(metric_value(text, ACTIVE_METRIC, "12"), Some(3.0));
         assert_eq!(
-            metric_value(
-                "queue_active{region=\"a\",event=\"5\"} 2.5",
-                "queue_active",
-                "5"
-            ),
+            metric_value(text, "ticketing_queue_target", "123"),
+            Some(500.0)
+        );
+        assert_eq!(metric_value(text, ACTIVE_METRIC, "1"), None);
+        assert_eq!(
+            metric_value("m{region=\"a\",event=\"5\"} 2.5", "m", "5"),
             Some(2.5)
         );
     }
