@@ -6,12 +6,14 @@
 #   3. availability on a cache miss (node cache off), a 1,000- and a 1,000,000-ticket event;
 #   4. cached availability reads through one router, 128 users;
 #   5. the cross-region latency matrix; 6. a three-continent on-sale mix;
-#   7. id-gen against the format's ceiling.
+#   7. id-gen against the format's ceiling;
+#   8. 50,000 live stream subscribers in one region (`loadgen watch`);
+#   9. a queued on-sale, 50,000 users for 10,000 tickets from three regions (`loadgen queue`).
 # Every loadgen run reports the CPU per request of each process (router, node, PostgreSQL,
 # devcluster, loadgen) over its steady window, from the PIDs in cluster.json.
 # The raw results (loadgen's JSON reports, pgbench's output, criterion's estimates) are kept in
 # bench/results/, so that the file can be re-rendered with `loadgen benchmarks`.
-# usage: bench/report.sh        (DURATION=15s per load run; takes about 12 minutes)
+# usage: bench/report.sh        (DURATION=15s per load run; takes about 14 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
@@ -139,6 +141,21 @@ echo "== on-sale across three continents"
 "$LOADGEN" run --cluster "$CLUSTER_DIR/cluster.json" --scenario mix --rate 300 \
     --duration "$DURATION" --title "on-sale across three continents" \
     --json "$RESULTS/onsale.json" --svg bench/charts/onsale.svg
+# 8. Live streams: 50,000 subscribers in eu-west to a us-east event, bookings from
+# ap-southeast (about a minute: 25 s of ramp at 2,000 streams/s, 20 s held).
+echo "== live streams"
+"$LOADGEN" watch --cluster "$CLUSTER_DIR/cluster.json" --subscribers 50000 --region eu-west \
+    --home us-east --writer ap-southeast --changes 5 --change-interval 2s --duration 20s \
+    --ramp 2000 --reads 50 --title "50,000 stream subscribers" --json "$RESULTS/watch.json" \
+    || echo "(loadgen saw failures: they are in the report)"
+# 9. A queued on-sale: 10,000 tickets, 50,000 users joining within 10 s from the three regions
+# (under a minute: users give up once no ticket is left; at most 90 s past the join window).
+echo "== queued on-sale"
+"$LOADGEN" queue --cluster "$CLUSTER_DIR/cluster.json" --users 50000 --tickets 10000 \
+    --join-window 10s --opens-in 3s --home us-east --target-active 500 \
+    --max-admit-per-second 1000 --pass-seconds 60 --max-wait 90s --title "queued on-sale" \
+    --json "$RESULTS/queue.json" \
+    || echo "(loadgen saw failures: they are in the report)"
 stop_cluster
 
 # 7. id-gen.

@@ -93,6 +93,8 @@ async fn devcluster_starts_books_stops_clean_and_starts_again() {
         assert_eq!(regions[1]["name"], "eu-west");
         assert_eq!(regions[1]["id"], 2);
         assert!(cluster["adminToken"].as_str().unwrap().len() > 20);
+        // The deployment's secret, for loadgen to mint users' tokens: long enough to sign with.
+        assert!(cluster["jwtSecret"].as_str().unwrap().len() >= wire::token::MIN_SECRET_BYTES);
         // The processes loadgen accounts CPU to: devcluster itself and, per region, its router,
         // node and PostgreSQL servers, all devcluster's children.
         assert_eq!(cluster["devclusterPid"], child.id());

@@ -104,17 +104,43 @@ impl Api {
         event_id: &str,
         lines: &[(String, u32)],
     ) -> Reply {
+        self.reserve_with_pass(router, token, event_id, lines, None)
+            .await
+    }
+
+    /// A reserve that carries a queue pass (`queuePass`), as a queued event requires.
+    pub async fn reserve_with_pass(
+        &self,
+        router: &str,
+        token: &str,
+        event_id: &str,
+        lines: &[(String, u32)],
+        pass: Option<&str>,
+    ) -> Reply {
         let tickets: Vec<Value> = lines
             .iter()
             .map(|(tier, quantity)| json!({"tier": tier, "quantity": quantity}))
             .collect();
+        let mut body = json!({"eventId": event_id, "tickets": tickets});
+        if let Some(pass) = pass {
+            body["queuePass"] = json!(pass);
+        }
         self.call(
             Method::POST,
             &format!("{router}/api/v1/booking/reserve"),
             Some(token),
-            Some(&json!({"eventId": event_id, "tickets": tickets})),
+            Some(&body),
         )
         .await
+    }
+
+    /// A text answer (Prometheus `/metrics`), when it came with a 2xx.
+    pub async fn text(&self, url: &str) -> Option<String> {
+        let response = self.http.get(url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.text().await.ok()
     }
 
     pub async fn confirm(&self, router: &str, token: &str, booking_id: &str, pay: bool) -> Reply {

@@ -1,13 +1,14 @@
-//! `loadgen run …` drives a running cluster and audits it; `loadgen create-event …` makes an
-//! event for later runs (`--event ID`) and prints its id; `loadgen benchmarks` writes
-//! BENCHMARKS.md from saved results.
+//! `loadgen run …` drives a running cluster and audits it; `loadgen watch …` holds live streams
+//! and times each change's delivery; `loadgen queue …` runs a queued on-sale; `loadgen
+//! create-event …` makes an event for later runs (`--event ID`) and prints its id; `loadgen
+//! benchmarks` writes BENCHMARKS.md from saved results.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use loadgen::options::{EventOptions, Options};
+use loadgen::options::{EventOptions, Options, QueueOptions, WatchOptions};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +24,10 @@ struct Cli {
 enum Command {
     /// Drive the cluster with virtual users, print the table, audit the primaries.
     Run(Box<Options>),
+    /// Hold N live streams in one region while a writer books; time each change's delivery.
+    Watch(Box<WatchOptions>),
+    /// A queued on-sale: users join from every region, wait, take their pass, book.
+    Queue(Box<QueueOptions>),
     /// Create an event with its tickets, no load; print its id once every region shows it.
     CreateEvent(Box<EventOptions>),
     /// Write BENCHMARKS.md from the results folder `bench/report.sh` fills.
@@ -66,6 +71,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Watch(options) => {
+            let report = loadgen::watch::run(&options).await?;
+            println!("{}", report.table());
+            write_json(options.json.as_deref(), &report)?;
+            Ok(verdict(report.passed()))
+        }
+        Command::Queue(options) => {
+            let report = loadgen::queue::run(&options).await?;
+            println!("{}", report.table());
+            write_json(options.json.as_deref(), &report)?;
+            Ok(verdict(report.passed()))
+        }
         Command::CreateEvent(options) => {
             let event = loadgen::create_event(&options).await?;
             println!("{}", event.id);
@@ -76,5 +93,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::fs::write(&out, markdown).with_context(|| format!("writing {}", out.display()))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn write_json(
+    path: Option<&std::path::Path>,
+    report: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A failed run fails the command, for scripts.
+fn verdict(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

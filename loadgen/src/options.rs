@@ -1,4 +1,5 @@
-//! The command lines of `loadgen run` and `loadgen create-event`, and the cluster they share.
+//! The command lines of `loadgen run`, `watch`, `queue` and `create-event`, and the cluster they
+//! share.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -130,6 +131,124 @@ pub struct EventOptions {
     /// How long every region's router may take to show all the tickets.
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub visible_within: Duration,
+}
+
+/// `loadgen watch`: subscribers holding one live stream each in one region while a writer
+/// books, and when each change reaches each of them.
+#[derive(Debug, Clone, Args)]
+pub struct WatchOptions {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Streams to hold, one per subscriber.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// The region whose router the subscribers connect to (default: the first region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Watch this existing event instead of creating one.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Home region of the event the run creates (default: --region).
+    #[arg(long)]
+    pub home: Option<String>,
+    /// Tiers and tickets of the event the run creates.
+    #[arg(long, default_value = "GA=100000")]
+    pub tiers: String,
+    /// The region whose router the writer books through (default: the event's home).
+    #[arg(long)]
+    pub writer: Option<String>,
+    /// How long the streams are held once every subscriber is connected (at least long
+    /// enough for the changes and 3 s after the last).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Bookings the writer makes, each one change of the stream.
+    #[arg(long, default_value_t = 5)]
+    pub changes: usize,
+    /// Time between two of the writer's bookings.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub change_interval: Duration,
+    /// New streams opened per second while connecting.
+    #[arg(long, default_value_t = 2000.0)]
+    pub ramp: f64,
+    /// Streams per loopback source address (127.200.x.y), under the router's per-address cap.
+    #[arg(long, default_value_t = 30)]
+    pub per_address: usize,
+    /// Reads of the event page per second while the streams are held (0: none).
+    #[arg(long, default_value_t = 50.0)]
+    pub reads: f64,
+    /// Deadline of opening one stream (connect and answer head).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Skip the audit of the event's primary.
+    #[arg(long)]
+    pub no_audit: bool,
+    #[arg(long, default_value = "loadgen watch")]
+    pub title: String,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `loadgen queue`: a queued on-sale, users joining from every region, waiting, taking their
+/// pass, booking.
+#[derive(Debug, Clone, Args)]
+pub struct QueueOptions {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Users joining the queue.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// GA tickets of the event the run creates.
+    #[arg(long, default_value_t = 500)]
+    pub tickets: u64,
+    /// Users join spread evenly over this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub join_window: Duration,
+    /// The queue opens (the lobby is drawn) this long after the first join is due.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub opens_in: Duration,
+    /// Client regions, comma-separated (default: every region); users take turns.
+    #[arg(long, value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Home region of the event (default: the first region).
+    #[arg(long)]
+    pub home: Option<String>,
+    /// The queue's target of admitted users not yet done.
+    #[arg(long, default_value_t = 500)]
+    pub target_active: u32,
+    /// The queue's highest admission rate, per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub max_admit_per_second: f64,
+    /// How long an admitted user's pass window lasts, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub pass_seconds: u32,
+    /// Tickets per order, as min-max.
+    #[arg(long, default_value = "1-2")]
+    pub quantity: String,
+    /// Waiting users also poll their place (`GET /events/{id}/queue/me`) this often, with
+    /// jitter (default: they follow their region's stream only).
+    #[arg(long, value_parser = parse_duration)]
+    pub poll: Option<Duration>,
+    /// Users who try to reserve without a pass (each must get 403 queue_pass_required).
+    #[arg(long, default_value_t = 5)]
+    pub passless: usize,
+    /// The most the run waits, after the join window, for every user to finish.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub max_wait: Duration,
+    /// Deadline of each request.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Seed of the users' choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Skip the audit of the primaries.
+    #[arg(long)]
+    pub no_audit: bool,
+    #[arg(long, default_value = "loadgen queue")]
+    pub title: String,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// `30s`, `2m`, `500ms` or plain seconds.

@@ -21,6 +21,12 @@ pub enum Op {
     Reserve,
     Confirm,
     Cancel,
+    /// Join an event's waiting room (`POST /events/{id}/queue`).
+    Join,
+    /// Read one's place (`GET /events/{id}/queue/me`).
+    Place,
+    /// Take one's pass once admitted (`POST /events/{id}/queue/pass`).
+    Pass,
 }
 
 impl Op {
@@ -32,6 +38,9 @@ impl Op {
             Op::Reserve => "reserve",
             Op::Confirm => "confirm",
             Op::Cancel => "cancel",
+            Op::Join => "join",
+            Op::Place => "place",
+            Op::Pass => "pass",
         }
     }
 

@@ -15,6 +15,8 @@ use crate::cpu::{Group, Kind};
 #[derive(Debug, Clone)]
 pub struct Region {
     pub name: String,
+    /// The region's number in ids (id-gen's region bits), when the cluster says.
+    pub id: Option<u8>,
     pub router: String,
     /// The node's operations listener, where its `/cluster` view is.
     pub node_ops: Option<String>,
@@ -43,6 +45,8 @@ pub struct Target {
     pub rtt_ms: BTreeMap<String, f64>,
     /// devcluster's own process (it runs the WAN links and DNS servers), when the cluster says.
     pub devcluster_pid: Option<u32>,
+    /// The deployment's JWT secret, when the cluster says: loadgen then mints users' tokens.
+    pub jwt_secret: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -53,12 +57,14 @@ struct ClusterFile {
     #[serde(default)]
     links: Vec<ClusterLink>,
     devcluster_pid: Option<u32>,
+    jwt_secret: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ClusterRegion {
     name: String,
+    id: Option<u8>,
     router: String,
     node_ops: Option<String>,
     primary: Option<String>,
@@ -95,6 +101,7 @@ impl Target {
                 .into_iter()
                 .map(|r| Region {
                     name: r.name,
+                    id: r.id,
                     router: r.router,
                     node_ops: r.node_ops,
                     primary: r.primary,
@@ -104,6 +111,7 @@ impl Target {
             admin_token: file.admin_token,
             rtt_ms,
             devcluster_pid: file.devcluster_pid,
+            jwt_secret: file.jwt_secret.filter(|s| !s.is_empty()),
         };
         target.validate()?;
         Ok(target)
@@ -120,6 +128,7 @@ impl Target {
             let (name, url) = split_pair(pair)?;
             regions.push(Region {
                 name: name.into(),
+                id: None,
                 router: url.into(),
                 node_ops: None,
                 primary: None,
@@ -139,6 +148,7 @@ impl Target {
             admin_token,
             rtt_ms: BTreeMap::new(),
             devcluster_pid: None,
+            jwt_secret: None,
         };
         target.validate()?;
         Ok(target)
@@ -326,8 +336,9 @@ mod tests {
         let cluster = serde_json::json!({
             "adminToken": "t",
             "devclusterPid": 100,
+            "jwtSecret": "a-secret-of-enough-bytes",
             "regions": [
-                {"name": "us-east", "router": "http://127.0.0.1:1",
+                {"name": "us-east", "id": 1, "router": "http://127.0.0.1:1",
                  "node": "http://127.0.1.1:9081", "nodeOps": "http://127.0.0.1:11181",
                  "pids": {"router": 101, "node": 102, "primary": 103,
                           "replicas": {"us-east": 104, "eu-west": null}}},
@@ -337,6 +348,14 @@ mod tests {
         std::fs::write(&path, cluster.to_string()).unwrap();
         let target = Target::from_cluster_json(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            target.jwt_secret.as_deref(),
+            Some("a-secret-of-enough-bytes")
+        );
+        assert_eq!(
+            (target.regions[0].id, target.regions[1].id),
+            (Some(1), None)
+        );
         // The node's cache counters are read on its operations listener.
         assert_eq!(
             target.regions[0].node_ops.as_deref(),

@@ -9,7 +9,7 @@ use super::Cluster;
 
 impl Cluster {
     /// Writes [`Cluster::cluster_json`] to `cluster.json` in the state folder, mode 0600 (it
-    /// holds the admin token and the demo users' tokens).
+    /// holds the admin token, the demo users' tokens and the JWT secret).
     pub(super) fn write_cluster_json(&self) -> anyhow::Result<()> {
         let path = self.state_dir.join("cluster.json");
         write_private(&path, &serde_json::to_vec_pretty(&self.cluster_json())?)
@@ -62,6 +62,9 @@ impl Cluster {
             .collect();
         json!({
             "adminToken": self.admin_token,
+            // The secret every node signs and checks tokens with (the file is 0600): loadgen
+            // mints access tokens for synthetic users with it (`loadgen queue`).
+            "jwtSecret": self.jwt_secret,
             // This process: it also runs the WAN links and the DNS servers.
             "devclusterPid": std::process::id(),
             "regions": regions,

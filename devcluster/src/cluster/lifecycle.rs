@@ -39,6 +39,7 @@ impl Cluster {
             regions: Vec::new(),
             links: Vec::new(),
             admin_token: String::new(),
+            jwt_secret: String::new(),
             demo: Value::Null,
         };
         match cluster.start_all(spec, &table).await {
@@ -79,6 +80,7 @@ impl Cluster {
         let http = reqwest::Client::new();
         self.wait_ready(&http).await?;
         let tokens = TokenKeys::new(secret.as_bytes(), wire::token::DEFAULT_LEEWAY_SECONDS);
+        self.jwt_secret = secret.clone();
         self.demo = seed_demo_data(&http, &self.regions, &tokens).await?;
         wait_replicated(&self.regions).await?;
         self.admin_token = self.demo["adminToken"]

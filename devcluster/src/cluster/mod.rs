@@ -81,6 +81,9 @@ pub struct Cluster {
     pub regions: Vec<Region>,
     pub links: Vec<Link>,
     pub admin_token: String,
+    /// The deployment's JWT secret, in cluster.json for tools that mint users' tokens
+    /// themselves (loadgen's `queue`: 50,000 sign-ups would cost 50,000 password hashes).
+    pub jwt_secret: String,
     pub demo: Value,
 }
 

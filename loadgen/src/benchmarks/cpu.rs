@@ -28,7 +28,12 @@ pub fn cell(figure: &Figure) -> String {
 
 /// The run's CPU per request over every process, for a throughput table's own column.
 pub fn total(report: &Report) -> String {
-    match report.cpu.as_ref().and_then(|c| c.total.us_per_request) {
+    total_of(report.cpu.as_ref())
+}
+
+/// The same for a run whose report is not a `loadgen run` one (`watch`, `queue`).
+pub fn total_of(cpu: Option<&Usage>) -> String {
+    match cpu.and_then(|c| c.total.us_per_request) {
         Some(us) => format!("{us:.0} µs"),
         None => "not measured".into(),
     }
@@ -98,7 +103,12 @@ pub fn runs_table(md: &mut String, runs: &[(&str, &Report)]) {
 
 /// One row per region of one run (its router, node and PostgreSQL), then every process.
 pub fn regions_table(md: &mut String, report: &Report) {
-    let Some(cpu) = &report.cpu else {
+    regions_table_of(md, report.cpu.as_ref());
+}
+
+/// The same for a run whose report is not a `loadgen run` one (`watch`, `queue`).
+pub fn regions_table_of(md: &mut String, cpu: Option<&Usage>) {
+    let Some(cpu) = cpu else {
         return not_measured(md);
     };
     legend(md, cpu);

@@ -6,10 +6,12 @@
 //! By concern: `results` (reading the folder), `format` (how figures are written), `cpu` (the
 //! CPU tables), `targets` (the summary of issue 9's targets), then a module per group of
 //! sections: `hot` (one hot event's reserves), `reads` (reads of a hot event, cache misses,
-//! cached reads), `regions` (the cross-region matrix, the three-continent on-sale), `idgen`.
+//! cached reads), `regions` (the cross-region matrix, the three-continent on-sale), `idgen`,
+//! `front_door` (issue 11: live stream subscribers, the queued on-sale).
 
 mod cpu;
 mod format;
+mod front_door;
 mod hot;
 mod idgen;
 mod reads;
@@ -48,11 +50,17 @@ pub fn render(dir: &Path) -> anyhow::Result<String> {
         regions::cross_region_matrix(dir)?,
         regions::onsale_three_continents(dir)?,
         idgen::id_gen(dir)?,
+        front_door::live_streams(dir)?,
+        front_door::queued_onsale(dir)?,
     ];
     let mut md = header(dir)?;
     let all: Vec<&Verdict> = sections.iter().flat_map(|s| &s.verdicts).collect();
     targets::summary(&mut md, &all);
     for section in &sections {
+        // A blank line between sections, whichever way the one before ended.
+        if !md.ends_with("\n\n") {
+            md.push('\n');
+        }
         md.push_str(&section.markdown);
     }
     Ok(md)
@@ -278,10 +286,13 @@ mod tests {
             "## 5. Cross-region latency matrix",
             "## 6. On-sale across three continents",
             "## 7. id-gen",
+            "## 8. Live streams: subscribers held in one region",
+            "## 9. Queued on-sale: users joining from three regions",
         ] {
             assert!(md.contains(heading), "{heading}:\n{md}");
         }
-        assert_eq!(md.matches("Not measured in this run.").count(), 3, "{md}");
+        // Sections 3, 4, 6's reads, 8 and 9.
+        assert_eq!(md.matches("Not measured in this run.").count(), 5, "{md}");
         assert!(md.contains("CPU per request: not measured in this run"));
         assert!(md.contains(
             "| Availability on a cache miss, 1,000 vs 1,000,000 tickets (section 3) | p50 of both \

@@ -15,6 +15,14 @@ pub fn report(dir: &Path, name: &str) -> anyhow::Result<Report> {
 /// A report that a results folder may lack (a run added after those results were made): none
 /// when the file is not there; an error when it is there and unreadable.
 pub fn optional_report(dir: &Path, name: &str) -> anyhow::Result<Option<Report>> {
+    optional(dir, name)
+}
+
+/// Any of loadgen's JSON reports (`watch`, `queue`) that a results folder may lack.
+pub fn optional<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<Option<T>> {
     let path = dir.join(name);
     let text = match std::fs::read(&path) {
         Ok(text) => text,
