@@ -511,10 +511,7 @@ mod tests {
     #[test]
     fn a_message_split_anywhere_is_the_same_message() {
         let text = wire::stream::message(
-            wire::stream::StreamId {
-                lsn: 0x10,
-                digest: 7,
-            },
+            wire::stream::StreamId::at(0x10, 7),
             "state",
             "{\"eventId\":\"1\"}",
         );
@@ -632,8 +629,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_stream_from_a_chosen_source_address() {
-        let first =
-            wire::stream::message(wire::stream::StreamId { lsn: 5, digest: 1 }, "state", "{}");
+        let first = wire::stream::message(wire::stream::StreamId::at(5, 1), "state", "{}");
         let body = format!("retry: 2000\n\n{first}: keep-alive\n\n");
         // The body in two chunks that cut the message in the middle.
         let (a, b) = body.split_at(20);

@@ -100,10 +100,7 @@ async fn the_first_message_is_the_replica_s_state_and_a_lagging_replica_is_waite
     stream.no_state(Duration::from_millis(600)).await;
     // ...and a subscriber resuming from a region that had replayed it (its id is at the write's
     // position) is sent nothing older: it waits until this replica has replayed that far.
-    let ahead = StreamId {
-        lsn: written.0,
-        digest: 1,
-    };
+    let ahead = StreamId::at(written.0, 1);
     let mut resumed = open(api, &event, Some(ahead)).await;
     resumed.no_state(Duration::from_secs(1)).await;
     sqlx::query("SELECT pg_wal_replay_resume()")
@@ -203,10 +200,7 @@ async fn resuming_with_the_latest_id_repeats_nothing_and_with_an_older_one_gets_
     );
 
     // An id far ahead of what this node reads: nothing until it gets there.
-    let future = StreamId {
-        lsn: u64::MAX >> 8,
-        digest: 1,
-    };
+    let future = StreamId::at(u64::MAX >> 8, 1);
     let mut early = open(&api, &event, Some(future)).await;
     early.no_state(Duration::from_secs(1)).await;
 }

@@ -57,10 +57,7 @@ impl StreamNode {
 
     /// Publishes a state read at `lsn`; returns its id.
     fn publish(&self, lsn: u64, data: &str) -> StreamId {
-        let id = StreamId {
-            lsn,
-            digest: digest(data.as_bytes()),
-        };
+        let id = StreamId::at(lsn, digest(data.as_bytes()));
         self.latest
             .send_replace(Some(Bytes::from(message(id, "state", data))));
         id
@@ -259,16 +256,10 @@ async fn last_event_id_skips_what_a_client_has_waits_for_newer_and_sends_a_chang
     // Has state 1 already: nothing until the next change.
     let mut has_it = subscribe(&router, &event, Some(&a.to_string())).await;
     // Was sent a state at a later position than this region's (it came from elsewhere): waits.
-    let ahead = StreamId {
-        lsn: 0x40,
-        digest: 99,
-    };
+    let ahead = StreamId::at(0x40, 99);
     let mut ahead_of_us = subscribe(&router, &event, Some(&ahead.to_string())).await;
     // Was sent an older state: gets the current one at once.
-    let old = StreamId {
-        lsn: 0x10,
-        digest: 5,
-    };
+    let old = StreamId::at(0x10, 5);
     let mut behind = subscribe(&router, &event, Some(&old.to_string())).await;
     assert_eq!(behind.message(SOON).await.unwrap(), framed(a, 1));
     assert_eq!(has_it.message(QUIET).await, None);

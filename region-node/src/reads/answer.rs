@@ -10,7 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sqlx::pool::PoolConnection;
-use sqlx::Postgres;
+use sqlx::{PgConnection, Postgres};
 use wire::headers::{X_CACHE, X_DATA_AGE_MS, X_MISSING_SHARDS, X_READ_SOURCE, X_STALE};
 
 use crate::error::{ApiError, ApiResult};
@@ -22,13 +22,20 @@ use crate::reads::replica::{ReadSource, Source};
 /// the data, and replay only moves forward).
 pub async fn snapshot(source: &ReadSource) -> ApiResult<(PoolConnection<Postgres>, Lsn)> {
     let mut conn = source.pool.acquire().await?;
+    let lsn = position(&mut conn, source).await?;
+    Ok((conn, lsn))
+}
+
+/// Where `source` is in its shard's WAL now: a replica's replay position, a primary's insert
+/// position. Read before a read, the data holds at least everything up to it; read after, at
+/// most.
+pub async fn position(conn: &mut PgConnection, source: &ReadSource) -> ApiResult<Lsn> {
     let sql = match source.source {
         Source::Replica => "SELECT pg_last_wal_replay_lsn()::text",
         Source::Primary => "SELECT pg_current_wal_insert_lsn()::text",
     };
-    let (lsn,): (Option<String>,) = sqlx::query_as(sql).fetch_one(&mut *conn).await?;
-    let lsn = lsn.and_then(|l| l.parse().ok()).unwrap_or_default();
-    Ok((conn, lsn))
+    let (lsn,): (Option<String>,) = sqlx::query_as(sql).fetch_one(conn).await?;
+    Ok(lsn.and_then(|l| l.parse().ok()).unwrap_or_default())
 }
 
 /// Serializes a value read from `source` into a cache entry.

@@ -49,14 +49,12 @@ impl StreamState {
         }
     }
 
-    /// The state as a message's one-line JSON `data`, with its id at WAL position `lsn`.
-    pub fn publish_at(&self, lsn: u64) -> ApiResult<Published> {
+    /// The state as a message's one-line JSON `data`, with its id: read while the WAL went
+    /// from `lsn` to `upto`.
+    pub fn publish_at(&self, lsn: u64, upto: u64) -> ApiResult<Published> {
         let data = serde_json::to_string(self).map_err(|e| ApiError::Internal(e.into()))?;
         Ok(Published {
-            id: StreamId {
-                lsn,
-                digest: stream::digest(data.as_bytes()),
-            },
+            id: StreamId::between(lsn, upto, stream::digest(data.as_bytes())),
             data: data.into(),
         })
     }
@@ -83,6 +81,7 @@ pub fn publish(latest: &mut Option<Published>, read: Published) -> bool {
     match latest {
         Some(current) if current.id.digest == read.id.digest => {
             current.id.lsn = current.id.lsn.max(read.id.lsn);
+            current.id.upto = current.id.upto.max(current.id.lsn);
             false
         }
         _ => {
@@ -113,8 +112,8 @@ mod tests {
     #[test]
     fn a_state_is_one_line_of_json_whose_digest_depends_on_the_state_only() {
         let state = StreamState::new(event(), &[tier("VIP", 2), tier("GA", 5)], None);
-        let at_5 = state.publish_at(5).unwrap();
-        let at_9 = state.publish_at(9).unwrap();
+        let at_5 = state.publish_at(5, 5).unwrap();
+        let at_9 = state.publish_at(9, 9).unwrap();
         assert_eq!(
             &*at_5.data,
             r#"{"eventId":"386164735021809669","tiers":[{"name":"VIP","available":2},{"name":"GA","available":5}],"totalAvailable":7,"queue":null}"#
@@ -122,7 +121,7 @@ mod tests {
         assert_eq!(at_5.id.digest, at_9.id.digest);
         assert_eq!((at_5.id.lsn, at_9.id.lsn), (5, 9));
         let fewer = StreamState::new(event(), &[tier("VIP", 1), tier("GA", 5)], None);
-        assert_ne!(fewer.publish_at(5).unwrap().id.digest, at_5.id.digest);
+        assert_ne!(fewer.publish_at(5, 5).unwrap().id.digest, at_5.id.digest);
         let message = at_5.message();
         assert!(message.starts_with(&format!("id: {}\nevent: state\ndata: {{", at_5.id)));
         assert_eq!(wire::stream::id_of(message.as_bytes()), Some(at_5.id));
@@ -133,15 +132,15 @@ mod tests {
         let state = StreamState::new(event(), &[tier("GA", 5)], None);
         let changed = StreamState::new(event(), &[tier("GA", 4)], None);
         let mut latest = None;
-        assert!(publish(&mut latest, state.publish_at(10).unwrap()));
+        assert!(publish(&mut latest, state.publish_at(10, 10).unwrap()));
         // Same state, further on: no wake, position kept up to date.
-        assert!(!publish(&mut latest, state.publish_at(20).unwrap()));
+        assert!(!publish(&mut latest, state.publish_at(20, 20).unwrap()));
         assert_eq!(latest.as_ref().unwrap().id.lsn, 20);
         // Same state from a source that is behind (a primary's read, then a replica's).
-        assert!(!publish(&mut latest, state.publish_at(15).unwrap()));
+        assert!(!publish(&mut latest, state.publish_at(15, 15).unwrap()));
         assert_eq!(latest.as_ref().unwrap().id.lsn, 20);
         // A change wakes, whatever its position (the subscribers apply the resume rule).
-        assert!(publish(&mut latest, changed.publish_at(18).unwrap()));
-        assert_eq!(latest.unwrap(), changed.publish_at(18).unwrap());
+        assert!(publish(&mut latest, changed.publish_at(18, 18).unwrap()));
+        assert_eq!(latest.unwrap(), changed.publish_at(18, 18).unwrap());
     }
 }

@@ -33,7 +33,8 @@ pub fn subscribe(node: &Arc<Node>, event: Id) -> watch::Receiver<Latest> {
 
 /// Reads `event`'s state from this region's replica of its shard (see
 /// `Readers::stream_source`), on one connection: the WAL position first, so the state holds at
-/// least everything up to it, then availability and the queue.
+/// least everything up to it, then availability and the queue, then the position again, so it
+/// holds nothing past that (the id carries both: `wire::stream`).
 pub async fn read(node: &Node, event: Id) -> ApiResult<Published> {
     let source = node.readers.stream_source(node.shard_of(event)?).await?;
     let (mut conn, lsn) = answer::snapshot(&source).await?;
@@ -41,7 +42,8 @@ pub async fn read(node: &Node, event: Id) -> ApiResult<Published> {
     let queue = queue::queue(&mut *conn, event.as_i64())
         .await?
         .map(|row| QueueFigures::from_row(&row));
-    StreamState::new(event, &tiers, queue).publish_at(lsn.0)
+    let upto = answer::position(&mut conn, &source).await?;
+    StreamState::new(event, &tiers, queue).publish_at(lsn.0, upto.0)
 }
 
 /// One read per interval, published when the state changed. It keeps reading while idle

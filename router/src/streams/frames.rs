@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn frames_are_cut_where_they_end_whatever_the_chunks() {
-        let id = StreamId { lsn: 16, digest: 7 };
+        let id = StreamId::at(16, 7);
         let first = message(id, "state", r#"{"a":1}"#);
         let second = "data: 2\n\n";
         let all = format!("retry: 2000\n\n{first}{second}");

@@ -153,10 +153,7 @@ mod tests {
             LAST_EVENT_ID,
             HeaderValue::from_static("a.0000000000000001"),
         );
-        assert_eq!(
-            last_event_id(&headers),
-            Ok(Some(StreamId { lsn: 10, digest: 1 }))
-        );
+        assert_eq!(last_event_id(&headers), Ok(Some(StreamId::at(10, 1))));
         headers.insert(LAST_EVENT_ID, HeaderValue::from_static("nonsense"));
         assert_eq!(last_event_id(&headers), Err(BadStreamId));
     }

@@ -124,7 +124,7 @@ mod tests {
     fn message(seq: u64, id: Option<(u64, u64)>) -> Message {
         Message {
             seq,
-            id: id.map(|(lsn, digest)| StreamId { lsn, digest }),
+            id: id.map(|(lsn, digest)| StreamId::at(lsn, digest)),
             bytes: Bytes::from(format!("data: {seq}\n\n")),
         }
     }
@@ -138,19 +138,19 @@ mod tests {
         // The same message again (a phase change woke the client): not resent.
         assert_eq!(fresh.next(Some(&first)), None);
         assert!(fresh.next(Some(&message(2, Some((11, 2))))).is_some());
-        assert_eq!(fresh.last, Some(StreamId { lsn: 11, digest: 2 }));
+        assert_eq!(fresh.last, Some(StreamId::at(11, 2)));
 
         // Resumed at (10, 1): that state is skipped, an older one waited past, a newer sent.
-        let mut resumed = Position::new(Some(StreamId { lsn: 10, digest: 1 }));
+        let mut resumed = Position::new(Some(StreamId::at(10, 1)));
         assert_eq!(resumed.next(Some(&message(5, Some((12, 1))))), None);
         assert_eq!(resumed.next(Some(&message(6, Some((9, 3))))), None);
         assert!(resumed.next(Some(&message(7, Some((13, 4))))).is_some());
-        assert_eq!(resumed.last, Some(StreamId { lsn: 13, digest: 4 }));
+        assert_eq!(resumed.last, Some(StreamId::at(13, 4)));
 
         // A message without an id cannot be compared: sent.
-        let mut plain = Position::new(Some(StreamId { lsn: 10, digest: 1 }));
+        let mut plain = Position::new(Some(StreamId::at(10, 1)));
         assert!(plain.next(Some(&message(1, None))).is_some());
-        assert_eq!(plain.last, Some(StreamId { lsn: 10, digest: 1 }));
+        assert_eq!(plain.last, Some(StreamId::at(10, 1)));
     }
 
     #[test]

@@ -194,7 +194,7 @@ async fn answer(State((fake, options)): State<(Fake, FakeOptions)>, request: Req
     tokio::time::sleep(options.api_delay).await;
     if uri.ends_with("/stream") {
         // As a node: `retry:`, the current state, then nothing until it changes (never here).
-        let id = wire::stream::StreamId { lsn: 1, digest: 1 };
+        let id = wire::stream::StreamId::at(1, 1);
         let state = wire::stream::message(id, "state", "{}");
         let frames = futures::stream::iter([
             Ok::<_, std::io::Error>(Bytes::from_static(b"retry: 2000\n\n")),
