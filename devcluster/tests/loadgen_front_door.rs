@@ -2,9 +2,7 @@
 //! WAN delays): a few dozen streams through one region's router, each of a handful of changes
 //! delivered to every one of them, memory and CPU read from the cluster's PIDs; a small queued
 //! on-sale with users minted from the cluster's JWT secret in both regions, everyone served in
-//! position order, nothing booked without a pass, the audit clean. Needs the waiting room and
-//! the live streams of the node and the router (issue 11's other branches): ignored until they
-//! are merged, then run it with `--ignored` or drop the `ignore`.
+//! position order, nothing booked without a pass, the audit clean.
 
 use clap::Parser;
 use devcluster::cluster::{Cluster, ClusterSpec};
@@ -31,7 +29,6 @@ fn args<'a>(cluster: &'a std::path::Path, more: &[&'a str]) -> Vec<&'a str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs issue 11's queue and stream endpoints (node and router)"]
 async fn loadgen_watches_streams_and_runs_a_queued_onsale() {
     let spec = ClusterSpec {
         regions: vec!["us-east".into(), "eu-west".into()],
