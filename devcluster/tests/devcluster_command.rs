@@ -175,9 +175,12 @@ async fn devcluster_starts_books_stops_clean_and_starts_again() {
                 let router = router.as_str().unwrap();
                 let health = reqwest::get(format!("{router}/healthz")).await.unwrap();
                 assert_eq!(health.status(), reqwest::StatusCode::OK, "{router}");
-                let read = reqwest::get(format!("{router}/api/v1/events/{}", event["id"].as_str().unwrap()))
-                    .await
-                    .unwrap();
+                let read = reqwest::get(format!(
+                    "{router}/api/v1/events/{}",
+                    event["id"].as_str().unwrap()
+                ))
+                .await
+                .unwrap();
                 assert_eq!(read.status(), reqwest::StatusCode::OK, "{router}");
             }
         }

@@ -1105,12 +1105,12 @@ mod tests {
             (
                 2,
                 Ok(vec![
-                    log(Some(1), &[(100, 300_000)]),
-                    log(Some(2), &[(100, 700_000)]),
+                    log(Some(1), &[(100, 300_010)]),
+                    log(Some(2), &[(100, 700_010)]),
                 ]),
             ),
             // One of three: a stream dropped and one whose task it lost.
-            (3, Ok(vec![log(Some(3), &[(100, 1_400_000)]), dropped])),
+            (3, Ok(vec![log(Some(3), &[(100, 1_400_010)]), dropped])),
             // A worker that died: its two streams never opened.
             (2, Err("exited (signal 9)".into())),
         ];
@@ -1127,7 +1127,7 @@ mod tests {
             ])
         );
         // One delivery figure over every worker's subscribers (the dropped one included).
-        let d = &deliveries(&[change(0, Some(100))], &logs)[0];
+        let d = &deliveries(&[change(10, Some(100))], &logs)[0];
         assert_eq!((d.subscribers, d.delivered, d.within_1s), (4, 3, 2));
         assert_eq!(d.p50_ms, Some(700.0));
     }

@@ -221,8 +221,7 @@ impl Cluster {
                 self.node_config(table, region, node_addr, &primary_url, &replicas, secret);
             node_config.ops_listen = layout.node_ops_addr(i)?;
             node_config.limits = node_config.limits.scaled(spec.rate_limit_scale);
-            node_config.connections.max =
-                connection_cap(descriptors, node_config.connections.max);
+            node_config.connections.max = connection_cap(descriptors, node_config.connections.max);
             let node = self.spawn_node(spec, &node_config)?;
             // Every router of the region points at its node; other regions reach the first.
             let mut routers = Vec::new();

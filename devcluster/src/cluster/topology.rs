@@ -285,9 +285,15 @@ mod tests {
         );
         assert!(Layout::new(65_000).primary_port(0).is_err());
         // Further routers of a region: ports of their own, the first one unchanged.
-        assert_eq!(layout.nth_router_addr(1, 0), layout.router_addr(1));
+        assert_eq!(
+            layout.nth_router_addr(1, 0).unwrap(),
+            layout.router_addr(1).unwrap()
+        );
         assert_eq!(layout.nth_router_addr(1, 2).unwrap().port(), 8282);
-        assert_eq!(layout.nth_router_ops_addr(0, 0), layout.router_ops_addr(0));
+        assert_eq!(
+            layout.nth_router_ops_addr(0, 0).unwrap(),
+            layout.router_ops_addr(0).unwrap()
+        );
         assert_eq!(layout.nth_router_ops_addr(2, 1).unwrap().port(), 11302);
     }
 

@@ -471,6 +471,8 @@ mod tests {
             connecting_s: 26.0,
             held_s: 20.0,
             source_addresses: 1667,
+            routers: 3,
+            workers: 4,
             open_file_limit: 1_048_576,
             changes: vec![delivery(1.0, Some(600.0)), delivery(0.995, Some(950.0))],
             rows: vec![row(Op::Event, "us-east", "us-east", 1000, 1.0, 4.0, 12.0)],
