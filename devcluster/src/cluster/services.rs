@@ -126,7 +126,7 @@ pub(super) fn connection_cap(hard: u64, default: usize) -> usize {
 /// The open-file hard limit devcluster's children inherit, after raising it where allowed.
 pub(super) fn open_file_limit() -> u64 {
     let wanted = wire::server::ConnectionLimits::default().max_open_files;
-    wire::server::open_files::raise(wanted).map_or(0, |(_, hard)| hard as u64)
+    wire::server::open_files::raise(wanted).map_or(0, |(_, hard)| hard)
 }
 
 /// Router `k` of `region`, finding every endpoint by name through the region's DNS server and
