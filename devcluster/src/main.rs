@@ -32,6 +32,11 @@ struct Cli {
     /// Load from one address (loadgen, bench/) needs them raised: 1000.
     #[arg(long, default_value_t = 1.0)]
     rate_limit_scale: f64,
+    /// Routers in every region, each on its own port, all in front of the region's node
+    /// (1 to 9). A process holds at most its open-file limit of streams: tens of thousands of
+    /// subscribers need several routers where that limit cannot be raised.
+    #[arg(long, default_value_t = 1)]
+    routers_per_region: usize,
     #[command(subcommand)]
     command: Option<Internal>,
 }
@@ -70,6 +75,9 @@ fn main() -> anyhow::Result<()> {
             if !(0.0..=1e6).contains(&cli.rate_limit_scale) {
                 anyhow::bail!("--rate-limit-scale must be between 0 and 1000000");
             }
+            if !(1..=9).contains(&cli.routers_per_region) {
+                anyhow::bail!("--routers-per-region must be between 1 and 9");
+            }
             runtime.block_on(cluster::run(ClusterSpec {
                 regions: cli.regions,
                 latency_scale: cli.latency_scale,
@@ -77,6 +85,7 @@ fn main() -> anyhow::Result<()> {
                 base_port: cli.base_port,
                 rate_limit_scale: cli.rate_limit_scale,
                 program: std::env::current_exe()?,
+                routers_per_region: cli.routers_per_region,
             }))
         }
     }

@@ -14,6 +14,7 @@ async fn a_dropped_cluster_leaves_nothing_behind() {
         base_port: 30_000 + (std::process::id() % 400) as u16 * 20,
         rate_limit_scale: 1.0,
         program: env!("CARGO_BIN_EXE_devcluster").into(),
+        routers_per_region: 1,
     };
     let cluster = Cluster::start(&spec).await.expect("cluster starts");
     let region = cluster.region("eu-west");

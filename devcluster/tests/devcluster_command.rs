@@ -1,6 +1,7 @@
 //! The README's main command: `devcluster` comes up, serves bookings, writes `cluster.json`
 //! (with the PIDs of its processes) and the files holding secrets readable by no one else, and
-//! on SIGTERM leaves no process and no state behind; a second start works.
+//! on SIGTERM leaves no process and no state behind; a second start works, with two routers per
+//! region that both serve.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -20,6 +21,8 @@ fn free_base_port(regions: u16) -> u16 {
                 [base + 1 + r, base + 1001 + r, base + 2001 + r]
                     .into_iter()
                     .chain([base + 3001 + r, base + 3101 + r])
+                    // The second round's second router per region.
+                    .chain([base + 101 + r, base + 3201 + 10 * r + 1])
                     .chain((0..regions).map(|s| base + 2101 + 10 * r + s))
                     .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
             })
@@ -27,11 +30,12 @@ fn free_base_port(regions: u16) -> u16 {
         .expect("a free port range")
 }
 
-fn start(state_dir: &Path, base_port: u16) -> Child {
+fn start(state_dir: &Path, base_port: u16, routers_per_region: usize) -> Child {
     Command::new(env!("CARGO_BIN_EXE_devcluster"))
         .args(["--regions", "us-east,eu-west", "--state-dir"])
         .arg(state_dir)
         .args(["--base-port", &base_port.to_string()])
+        .args(["--routers-per-region", &routers_per_region.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -85,8 +89,9 @@ fn port_free(url: &str) -> bool {
 async fn devcluster_starts_books_stops_clean_and_starts_again() {
     let state_dir = std::env::temp_dir().join(format!("devcluster-test-{}", std::process::id()));
     let base_port = free_base_port(2);
-    for round in 0..2 {
-        let mut child = start(&state_dir, base_port);
+    // The second start has two routers per region.
+    for (round, routers_per_region) in [(0, 1), (1, 2)] {
+        let mut child = start(&state_dir, base_port, routers_per_region);
         let cluster = wait_for_cluster_json(&mut child, &state_dir.join("cluster.json"));
         let regions = cluster["regions"].as_array().unwrap();
         assert_eq!(regions.len(), 2);
@@ -102,8 +107,14 @@ async fn devcluster_starts_books_stops_clean_and_starts_again() {
             let pids = &r["pids"];
             let replicas = pids["replicas"].as_object().unwrap();
             assert_eq!(replicas.len(), 2, "a replica of every shard: {pids}");
-            for pid in [&pids["router"], &pids["node"], &pids["primary"]]
+            let routers = pids["routers"].as_array().unwrap();
+            assert_eq!(routers.len(), routers_per_region, "{pids}");
+            assert_eq!(routers[0], pids["router"]);
+            assert_eq!(r["routers"].as_array().unwrap().len(), routers_per_region);
+            assert_eq!(r["routers"][0], r["router"]);
+            for pid in [&pids["node"], &pids["primary"]]
                 .into_iter()
+                .chain(routers)
                 .chain(replicas.values())
             {
                 let pid = pid.as_u64().unwrap_or_else(|| panic!("{pids}"));
@@ -120,8 +131,10 @@ async fn devcluster_starts_books_stops_clean_and_starts_again() {
             .unwrap()
             .clone();
         let user = &cluster["demo"]["users"][0];
-        // A us-east user books the eu-west event through the us-east router.
-        let router = regions[0]["router"].as_str().unwrap();
+        // A us-east user books the eu-west event through the us-east router (its last one:
+        // every router of a region forwards writes to another region).
+        let router = regions[0]["routers"].as_array().unwrap().last().unwrap();
+        let router = router.as_str().unwrap();
         let held = reqwest::Client::new()
             .post(format!("{router}/api/v1/booking/reserve"))
             .bearer_auth(user["token"].as_str().unwrap())
@@ -155,6 +168,22 @@ async fn devcluster_starts_books_stops_clean_and_starts_again() {
         let ops = regions[0]["routerOps"].as_str().unwrap();
         let metrics = reqwest::get(format!("{ops}/metrics")).await.unwrap();
         assert_eq!(metrics.status(), reqwest::StatusCode::OK);
+
+        // Every router of every region answers, and reads through any of them.
+        for r in regions {
+            for router in r["routers"].as_array().unwrap() {
+                let router = router.as_str().unwrap();
+                let health = reqwest::get(format!("{router}/healthz")).await.unwrap();
+                assert_eq!(health.status(), reqwest::StatusCode::OK, "{router}");
+                let read = reqwest::get(format!(
+                    "{router}/api/v1/events/{}",
+                    event["id"].as_str().unwrap()
+                ))
+                .await
+                .unwrap();
+                assert_eq!(read.status(), reqwest::StatusCode::OK, "{router}");
+            }
+        }
 
         stop(&mut child);
         assert!(!state_dir.exists(), "state folder left behind");

@@ -49,6 +49,7 @@ async fn loadgen_drives_every_scenario_and_audits_the_primaries() {
         // loadgen's users all come from 127.0.0.1.
         rate_limit_scale: 1000.0,
         program: env!("CARGO_BIN_EXE_devcluster").into(),
+        routers_per_region: 1,
     };
     let cluster = Cluster::start(&spec).await.unwrap();
 

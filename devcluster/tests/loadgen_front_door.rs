@@ -38,6 +38,7 @@ async fn loadgen_watches_streams_and_runs_a_queued_onsale() {
         base_port: 17_000 + (std::process::id() % 150) as u16 * 20,
         rate_limit_scale: 1000.0,
         program: env!("CARGO_BIN_EXE_devcluster").into(),
+        routers_per_region: 1,
     };
     let cluster = Cluster::start(&spec).await.unwrap();
     let json = cluster.state_dir.join("cluster.json");

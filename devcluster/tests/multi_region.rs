@@ -20,6 +20,7 @@ fn spec() -> ClusterSpec {
         // A thousand sign-ups and reserves from 127.0.0.1.
         rate_limit_scale: 1000.0,
         program: env!("CARGO_BIN_EXE_devcluster").into(),
+        routers_per_region: 1,
     }
 }
 

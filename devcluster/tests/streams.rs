@@ -18,6 +18,7 @@ fn spec() -> ClusterSpec {
         base_port: 29_000 + (std::process::id() % 300) as u16 * 20,
         rate_limit_scale: 1000.0,
         program: env!("CARGO_BIN_EXE_devcluster").into(),
+        routers_per_region: 1,
     }
 }
 

@@ -30,6 +30,9 @@ enum Command {
     Queue(Box<QueueOptions>),
     /// Create an event with its tickets, no load; print its id once every region shows it.
     CreateEvent(Box<EventOptions>),
+    /// One share of `watch`'s streams in a child process (loadgen starts these itself).
+    #[command(hide = true)]
+    WatchWorker,
     /// Write BENCHMARKS.md from the results folder `bench/report.sh` fills.
     Benchmarks {
         /// The folder of loadgen JSON reports, pgbench outputs and the id-gen estimates.
@@ -76,6 +79,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", report.table());
             write_json(options.json.as_deref(), &report)?;
             Ok(verdict(report.passed()))
+        }
+        Command::WatchWorker => {
+            loadgen::watch::worker_main().await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Queue(options) => {
             let report = loadgen::queue::run(&options).await?;

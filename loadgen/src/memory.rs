@@ -27,14 +27,17 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
     }
 }
 
-/// The resident memory of each region's router and node the target names, now; processes
-/// that are gone or unreadable are left out.
+/// The resident memory of each region's routers (every one) and node the target names, now;
+/// processes that are gone or unreadable are left out.
 pub fn routers_and_nodes(target: &Target) -> Vec<Resident> {
     let mut out = Vec::new();
     for region in &target.regions {
         let Some(pids) = &region.pids else { continue };
-        for (kind, pid) in [(Kind::Router, pids.router), (Kind::Node, pids.node)] {
-            let Some(pid) = pid else { continue };
+        let routers = pids
+            .router_pids()
+            .into_iter()
+            .map(|pid| (Kind::Router, pid));
+        for (kind, pid) in routers.chain(pids.node.map(|pid| (Kind::Node, pid))) {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
             if let Some(bytes) = status.ok().as_deref().and_then(parse_vm_rss) {
                 out.push(Resident {

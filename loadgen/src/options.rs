@@ -173,6 +173,11 @@ pub struct WatchOptions {
     /// Streams per loopback source address (127.200.x.y), under the router's per-address cap.
     #[arg(long, default_value_t = 30)]
     pub per_address: usize,
+    /// Streams one process holds: past it loadgen re-executes itself as `watch-worker`
+    /// processes, each holding its share (a process holds at most its open-file limit of
+    /// streams, 20,000 where it cannot be raised).
+    #[arg(long, default_value_t = 16_000)]
+    pub per_worker: usize,
     /// Reads of the event page per second while the streams are held (0: none).
     #[arg(long, default_value_t = 50.0)]
     pub reads: f64,

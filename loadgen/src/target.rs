@@ -18,6 +18,8 @@ pub struct Region {
     /// The region's number in ids (id-gen's region bits), when the cluster says.
     pub id: Option<u8>,
     pub router: String,
+    /// Every router of the region, `router` first (devcluster `--routers-per-region`).
+    pub routers: Vec<String>,
     /// The node's operations listener, where its `/cluster` view is.
     pub node_ops: Option<String>,
     pub primary: Option<String>,
@@ -28,13 +30,28 @@ pub struct Region {
 /// A region's processes as devcluster's `cluster.json` gives them.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct RegionPids {
+    /// The first router.
     pub router: Option<u32>,
+    /// Every router of the region, the first one first (absent from older files).
+    #[serde(default)]
+    pub routers: Vec<u32>,
     pub node: Option<u32>,
     /// The primary's postmaster.
     pub primary: Option<u32>,
     /// The postmaster of this region's replica of each shard.
     #[serde(default)]
     pub replicas: BTreeMap<String, Option<u32>>,
+}
+
+impl RegionPids {
+    /// Every router of the region: `routers`, or the one `router` of an older file.
+    pub fn router_pids(&self) -> Vec<u32> {
+        if self.routers.is_empty() {
+            self.router.into_iter().collect()
+        } else {
+            self.routers.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +83,8 @@ struct ClusterRegion {
     name: String,
     id: Option<u8>,
     router: String,
+    #[serde(default)]
+    routers: Vec<String>,
     node_ops: Option<String>,
     primary: Option<String>,
     pids: Option<RegionPids>,
@@ -102,6 +121,11 @@ impl Target {
                 .map(|r| Region {
                     name: r.name,
                     id: r.id,
+                    routers: if r.routers.is_empty() {
+                        vec![r.router.clone()]
+                    } else {
+                        r.routers
+                    },
                     router: r.router,
                     node_ops: r.node_ops,
                     primary: r.primary,
@@ -130,6 +154,7 @@ impl Target {
                 name: name.into(),
                 id: None,
                 router: url.into(),
+                routers: vec![url.into()],
                 node_ops: None,
                 primary: None,
                 pids: None,
@@ -199,7 +224,7 @@ impl Target {
                 .chain(pids.replicas.values().flatten().copied())
                 .collect();
             for (kind, pids) in [
-                (Kind::Router, pids.router.into_iter().collect()),
+                (Kind::Router, pids.router_pids()),
                 (Kind::Node, pids.node.into_iter().collect()),
                 (Kind::Postgres, servers),
             ] {
@@ -339,8 +364,9 @@ mod tests {
             "jwtSecret": "a-secret-of-enough-bytes",
             "regions": [
                 {"name": "us-east", "id": 1, "router": "http://127.0.0.1:1",
+                 "routers": ["http://127.0.0.1:1", "http://127.0.0.1:101"],
                  "node": "http://127.0.1.1:9081", "nodeOps": "http://127.0.0.1:11181",
-                 "pids": {"router": 101, "node": 102, "primary": 103,
+                 "pids": {"router": 101, "routers": [101, 105], "node": 102, "primary": 103,
                           "replicas": {"us-east": 104, "eu-west": null}}},
                 {"name": "eu-west", "router": "http://127.0.0.1:2"}
             ]
@@ -356,6 +382,9 @@ mod tests {
             (target.regions[0].id, target.regions[1].id),
             (Some(1), None)
         );
+        // A file without `routers` has the one router.
+        assert_eq!(target.regions[0].routers.len(), 2);
+        assert_eq!(target.regions[1].routers, ["http://127.0.0.1:2"]);
         // The node's cache counters are read on its operations listener.
         assert_eq!(
             target.regions[0].node_ops.as_deref(),
@@ -369,7 +398,8 @@ mod tests {
         assert_eq!(
             summary,
             vec![
-                (Some("us-east"), Kind::Router, vec![101], true),
+                // Both routers of us-east, counted together.
+                (Some("us-east"), Kind::Router, vec![101, 105], true),
                 (Some("us-east"), Kind::Node, vec![102], true),
                 (Some("us-east"), Kind::Postgres, vec![103, 104], true),
                 (None, Kind::Devcluster, vec![100], false),

@@ -1,21 +1,30 @@
 //! `loadgen watch`: N subscribers each hold one live stream (`GET /events/{id}/stream`) through
-//! one region's router, opened by the lean client (`sse`) from many loopback source addresses
-//! at a ramped rate; then a writer books K times, and each subscriber notes when the first
+//! one region's routers (round robin over all of them), opened by the lean client (`sse`) from
+//! many loopback source addresses at a ramped rate; then a writer books K times, and each subscriber notes when the first
 //! message whose id (`wire::stream::StreamId`) is at or past the booking's commit LSN (from its
 //! consistency token) reaches it. A delivery's delay is counted from when the writer SENT the
 //! booking: an upper bound on the time since its commit. Alongside, a small read load measures
 //! fresh reads while the streams are held; at the end, the routers' and nodes' resident memory
 //! and every process's CPU.
+//!
+//! One process holds at most its open-file limit of streams (20,000 on a machine without
+//! CAP_SYS_RESOURCE), so past `--per-worker` streams loadgen re-executes itself as `loadgen
+//! watch-worker` children: each reads its [`WorkerPlan`] on stdin, opens its share of the
+//! streams on the same schedule and clock (the wall clock's run start), says when they have
+//! all answered, and on `stop` writes its subscribers' logs back on stdout ([`WorkerLine`]);
+//! the parent merges them ([`merge_workers`]) into one report.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use wire::stream::StreamId;
 
@@ -49,7 +58,8 @@ pub struct Change {
 
 /// What one subscriber saw: when its stream opened, whether and when it ended or failed, and
 /// every message (its id's LSN and its arrival, µs into the run).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SubscriberLog {
     pub connected_us: Option<u64>,
     /// Why the stream could not open or ended before the run stopped it, and when.
@@ -76,6 +86,10 @@ pub struct Delivery {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// `X/Y` as PostgreSQL prints a WAL position.
@@ -165,6 +179,12 @@ pub struct WatchReport {
     /// How long the streams were held once connected.
     pub held_s: f64,
     pub source_addresses: usize,
+    /// The region's routers the streams were spread over.
+    #[serde(default = "one")]
+    pub routers: usize,
+    /// Processes holding the streams: this one, or its `watch-worker` children.
+    #[serde(default = "one")]
+    pub workers: usize,
     pub open_file_limit: u64,
     pub changes: Vec<Delivery>,
     /// The writer's bookings and the fresh reads while held.
@@ -208,13 +228,15 @@ impl WatchReport {
         let _ = writeln!(out, "{}", self.title);
         let _ = writeln!(
             out,
-            "{} streams of event {} (home {}) through {}'s router: {} connected, {} failed, {} \
-             dropped; connecting took {:.1} s at {:.0}/s from {} source addresses; held {:.1} s; \
-             open-file limit {}",
+            "{} streams of event {} (home {}) through {}'s {} router(s), held by {} process(es): \
+             {} connected, {} failed, {} dropped; connecting took {:.1} s at {:.0}/s from {} \
+             source addresses; held {:.1} s; open-file limit {}",
             self.subscribers,
             self.event.id,
             self.event.home,
             self.region,
+            self.routers,
+            self.workers,
             self.connected,
             self.failed,
             self.dropped,
@@ -388,6 +410,333 @@ async fn subscriber(
     log
 }
 
+/// Which streams one process opens, where and when: all of them in-process, or one worker's
+/// share. Every process times against the same wall-clock start, so their logs merge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPlan {
+    /// The region's routers: subscriber i connects to router i mod their number.
+    pub routers: Vec<String>,
+    pub path: String,
+    /// Streams of the whole run; subscriber i is due at the run's start + i / ramp.
+    pub subscribers: usize,
+    /// This process opens subscribers `worker`, `worker + workers`, …
+    pub worker: usize,
+    pub workers: usize,
+    pub ramp: f64,
+    pub per_address: usize,
+    pub connect_timeout_ms: u64,
+    /// The run's start, µs since the Unix epoch.
+    pub epoch_us: u64,
+}
+
+impl WorkerPlan {
+    fn indices(&self) -> impl Iterator<Item = usize> {
+        (self.worker..self.subscribers).step_by(self.workers.max(1))
+    }
+
+    /// How many streams this process opens.
+    pub fn count(&self) -> usize {
+        self.subscribers
+            .saturating_sub(self.worker)
+            .div_ceil(self.workers.max(1))
+    }
+
+    fn spacing(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.ramp)
+    }
+
+    fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// By when every stream of the run has answered or given up.
+    fn all_settled(&self, started: Instant) -> Instant {
+        started + self.spacing().mul_f64(self.subscribers as f64) + self.connect_timeout()
+    }
+}
+
+/// What a worker writes on its stdout, one JSON line each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "line")]
+pub enum WorkerLine {
+    /// Its streams have all answered (or the run's deadline passed): how many did.
+    Settled { answered: u64 },
+    /// After `stop`: its subscribers' logs.
+    Done { logs: Vec<SubscriberLog> },
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+/// This process's `Instant` for a wall-clock time, µs since the Unix epoch.
+fn instant_at(epoch_us: u64) -> Instant {
+    let (now, now_us) = (Instant::now(), unix_micros());
+    if now_us >= epoch_us {
+        now.checked_sub(Duration::from_micros(now_us - epoch_us))
+            .unwrap_or(now)
+    } else {
+        now + Duration::from_micros(epoch_us - now_us)
+    }
+}
+
+/// The streams this process holds: one task per subscriber.
+struct Held {
+    tasks: tokio::task::JoinSet<SubscriberLog>,
+    settled: Arc<AtomicU64>,
+    count: usize,
+    stop: watch::Sender<bool>,
+}
+
+impl Held {
+    /// Opens the plan's streams on its schedule; returns once the last one is started.
+    async fn open(plan: &WorkerPlan, started: Instant) -> anyhow::Result<Held> {
+        let streams = plan
+            .routers
+            .iter()
+            .map(|url| {
+                let (server, host) = socket_of(url)?;
+                Ok(Arc::new(Stream {
+                    server,
+                    host,
+                    path: plan.path.clone(),
+                    timeout: plan.connect_timeout(),
+                    started,
+                }))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if streams.is_empty() {
+            bail!("the region names no router");
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let settled = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        let spacing = plan.spacing();
+        for i in plan.indices() {
+            tokio::time::sleep_until((started + spacing.mul_f64(i as f64)).into()).await;
+            tasks.spawn(subscriber(
+                streams[i % streams.len()].clone(),
+                sse::source_address(i, plan.per_address),
+                stop_rx.clone(),
+                settled.clone(),
+            ));
+        }
+        Ok(Held {
+            tasks,
+            settled,
+            count: plan.count(),
+            stop,
+        })
+    }
+
+    /// Waits until every stream answered or `deadline`; how many did.
+    async fn settle(&self, deadline: Instant) -> u64 {
+        while (self.settled.load(Ordering::Relaxed) as usize) < self.count
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.settled.load(Ordering::Relaxed)
+    }
+
+    /// Stops every stream; their logs (a subscriber whose task failed has none).
+    async fn stop(mut self) -> Vec<SubscriberLog> {
+        let _ = self.stop.send(true);
+        let mut logs = Vec::with_capacity(self.count);
+        while let Some(log) = self.tasks.join_next().await {
+            if let Ok(log) = log {
+                logs.push(log);
+            }
+        }
+        logs
+    }
+}
+
+/// `loadgen watch-worker`: reads its plan on stdin, holds its streams, says when they have
+/// answered, and on a line (or the end) of stdin stops them and writes their logs.
+pub async fn worker_main() -> anyhow::Result<()> {
+    // Plain blocking stdio: one line in at the start and one at the end, and one out each.
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let plan: WorkerPlan = serde_json::from_str(&line).context("a bad worker plan on stdin")?;
+    descriptors::raise_open_files(plan.count() as u64 + 1024)
+        .context("raising the open-file limit")?;
+    let started = instant_at(plan.epoch_us);
+    let held = Held::open(&plan, started).await?;
+    let answered = held.settle(plan.all_settled(started)).await;
+    write_line(&WorkerLine::Settled { answered })?;
+    // The parent writes `stop`; its end (the parent died) stops us too.
+    let _ = tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await;
+    let logs = held.stop().await;
+    write_line(&WorkerLine::Done { logs })
+}
+
+fn write_line(line: &WorkerLine) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, line)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A `loadgen watch-worker` child as the parent sees it.
+struct Worker {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Worker {
+    /// Starts `program watch-worker` and hands it `plan`.
+    async fn spawn(program: &std::path::Path, plan: &WorkerPlan) -> anyhow::Result<Worker> {
+        let mut child = tokio::process::Command::new(program)
+            .arg("watch-worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} watch-worker", program.display()))?;
+        let mut stdin = child.stdin.take().context("the worker's stdin")?;
+        let stdout = child.stdout.take().context("the worker's stdout")?;
+        let mut line = serde_json::to_vec(plan)?;
+        line.push(b'\n');
+        stdin.write_all(&line).await?;
+        stdin.flush().await?;
+        Ok(Worker {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        })
+    }
+
+    async fn next_line(&mut self) -> Result<WorkerLine, String> {
+        match self.lines.next_line().await {
+            Ok(Some(line)) => serde_json::from_str(&line).map_err(|e| format!("bad line: {e}")),
+            Ok(None) => Err(match self.child.try_wait() {
+                Ok(Some(status)) => format!("exited ({status})"),
+                _ => "closed its output".into(),
+            }),
+            Err(e) => Err(format!("unreadable: {e}")),
+        }
+    }
+
+    /// How many of its streams answered, once all have (or by `deadline`).
+    async fn settled(&mut self, deadline: Instant) -> Result<u64, String> {
+        match tokio::time::timeout_at(deadline.into(), self.next_line()).await {
+            Ok(Ok(WorkerLine::Settled { answered })) => Ok(answered),
+            Ok(Ok(_)) => Err("out of order".into()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("no answer in time".into()),
+        }
+    }
+
+    /// Stops its streams and takes their logs.
+    async fn stop(mut self) -> Result<Vec<SubscriberLog>, String> {
+        self.stdin
+            .write_all(b"stop\n")
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
+        let _ = self.stdin.flush().await;
+        let logs = match self.next_line().await? {
+            WorkerLine::Done { logs } => logs,
+            WorkerLine::Settled { .. } => return Err("out of order".into()),
+        };
+        let _ = self.child.wait().await;
+        Ok(logs)
+    }
+}
+
+/// Every subscriber's log from each process's outcome (`assigned` streams, their logs or why
+/// the process failed): the subscribers of a failed process, or missing from its logs, are
+/// streams that never opened.
+pub fn merge_workers(
+    outcomes: Vec<(usize, Result<Vec<SubscriberLog>, String>)>,
+) -> Vec<SubscriberLog> {
+    let lost = |why: String| SubscriberLog {
+        failure: Some((0, why)),
+        ..SubscriberLog::default()
+    };
+    let mut all = Vec::new();
+    for (assigned, outcome) in outcomes {
+        match outcome {
+            Ok(mut logs) => {
+                let missing = assigned.saturating_sub(logs.len());
+                all.append(&mut logs);
+                all.extend((0..missing).map(|_| lost("no answer".into())));
+            }
+            Err(why) => all.extend((0..assigned).map(|_| lost(format!("worker failed: {why}")))),
+        }
+    }
+    all
+}
+
+/// Subscribers connected, failed, dropped, and failures by reason.
+#[derive(Debug, Default, PartialEq)]
+pub struct Tally {
+    pub connected: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub failures: BTreeMap<String, u64>,
+}
+
+pub fn tally(logs: &[SubscriberLog]) -> Tally {
+    let mut t = Tally::default();
+    for log in logs {
+        match (&log.connected_us, &log.failure) {
+            (Some(_), None) => t.connected += 1,
+            (Some(_), Some((_, why))) => {
+                t.connected += 1;
+                t.dropped += 1;
+                *t.failures.entry(format!("dropped: {why}")).or_default() += 1;
+            }
+            (None, failure) => {
+                t.failed += 1;
+                let why = failure.as_ref().map_or("no answer", |(_, w)| w.as_str());
+                *t.failures.entry(why.to_owned()).or_default() += 1;
+            }
+        }
+        if log.bad_ids > 0 {
+            *t.failures
+                .entry("messages without a stream id".into())
+                .or_default() += log.bad_ids;
+        }
+    }
+    t
+}
+
+/// Who holds the streams: this process, or its workers (those that failed, with why).
+enum Holders {
+    Here(Held),
+    Workers(Vec<(usize, Result<Worker, String>)>),
+}
+
+impl Holders {
+    async fn stop(self) -> Vec<SubscriberLog> {
+        match self {
+            Holders::Here(held) => {
+                let count = held.count;
+                merge_workers(vec![(count, Ok(held.stop().await))])
+            }
+            Holders::Workers(workers) => {
+                let stops = workers.into_iter().map(|(assigned, worker)| async move {
+                    let logs = match worker {
+                        Ok(w) => w.stop().await,
+                        Err(why) => Err(why),
+                    };
+                    (assigned, logs)
+                });
+                merge_workers(futures::future::join_all(stops).await)
+            }
+        }
+    }
+}
+
 /// The whole of `loadgen watch`.
 pub async fn run(o: &WatchOptions) -> anyhow::Result<WatchReport> {
     if o.subscribers == 0 || o.subscribers > MAX_SUBSCRIBERS {
@@ -404,6 +753,9 @@ pub async fn run(o: &WatchOptions) -> anyhow::Result<WatchReport> {
     }
     if o.per_address == 0 {
         bail!("--per-address is at least 1");
+    }
+    if o.per_worker == 0 {
+        bail!("--per-worker is at least 1");
     }
     let target = crate::target(&o.target)?;
     let region = match &o.region {
@@ -432,52 +784,71 @@ pub async fn run(o: &WatchOptions) -> anyhow::Result<WatchReport> {
     let writer_region = o.writer.clone().unwrap_or_else(|| event.home.clone());
     let writer_router = target.region(&writer_region)?.router.clone();
     let writer_token = one_user_token(&api, &target, &writer_region).await?;
-    let open_file_limit = descriptors::raise_open_files(o.subscribers as u64 + 4096)
-        .context("raising the open-file limit")?;
-    if open_file_limit < o.subscribers as u64 + 1024 {
+    // Past --per-worker streams, worker processes hold them, each its share.
+    let workers = o.subscribers.div_ceil(o.per_worker);
+    let per_process = o.subscribers.div_ceil(workers) as u64;
+    let open_file_limit =
+        descriptors::raise_open_files(per_process + 4096).context("raising the open-file limit")?;
+    if open_file_limit < per_process + 1024 {
         // Without CAP_SYS_RESOURCE not even root raises the hard limit: the streams past it
         // fail with "Too many open files", and the report says so.
         eprintln!(
-            "loadgen's open-file limit is {open_file_limit} and could not be raised: at most              about {} of the {} streams can open",
+            "loadgen's open-file limit is {open_file_limit} and could not be raised: at most \
+             about {} of each process's {per_process} streams can open (lower --per-worker)",
             open_file_limit.saturating_sub(1024),
-            o.subscribers
         );
     }
 
-    let (server, host) = socket_of(&region.router)?;
-    let started = Instant::now();
-    let stream = Arc::new(Stream {
-        server,
-        host,
+    let epoch_us = unix_micros();
+    let started = instant_at(epoch_us);
+    let plan = |worker| WorkerPlan {
+        routers: region.routers.clone(),
         path: format!("/api/v1/events/{}/stream", event.id),
-        timeout: o.connect_timeout,
-        started,
-    });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let settled = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    let spacing = Duration::from_secs_f64(1.0 / o.ramp);
+        subscribers: o.subscribers,
+        worker,
+        workers,
+        ramp: o.ramp,
+        per_address: o.per_address,
+        connect_timeout_ms: o.connect_timeout.as_millis() as u64,
+        epoch_us,
+    };
+    let all_settled = plan(0).all_settled(started);
     eprintln!(
-        "opening {} streams to {} at {:.0}/s",
-        o.subscribers, region.router, o.ramp
+        "opening {} streams to {} at {:.0}/s in {workers} process(es)",
+        o.subscribers,
+        region.routers.join(", "),
+        o.ramp
     );
-    for i in 0..o.subscribers {
-        tokio::time::sleep_until((started + spacing.mul_f64(i as f64)).into()).await;
-        tasks.spawn(subscriber(
-            stream.clone(),
-            sse::source_address(i, o.per_address),
-            stop_rx.clone(),
-            settled.clone(),
-        ));
-    }
-    let all_settled = started + spacing.mul_f64(o.subscribers as f64) + o.connect_timeout;
-    while settled.load(Ordering::Relaxed) < o.subscribers as u64 && Instant::now() < all_settled {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (holders, answered) = if workers <= 1 {
+        let held = Held::open(&plan(0), started).await?;
+        let answered = held.settle(all_settled).await;
+        (Holders::Here(held), answered)
+    } else {
+        let program = std::env::current_exe().context("finding loadgen's own program")?;
+        let mut spawned = Vec::new();
+        for w in 0..workers {
+            let plan = plan(w);
+            let worker = Worker::spawn(&program, &plan)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            spawned.push((plan.count(), worker));
+        }
+        let mut answered = 0;
+        // A worker that is late past the run's deadline (and a margin) counts as failed.
+        let deadline = all_settled + Duration::from_secs(10);
+        for (_, worker) in &mut spawned {
+            if let Ok(w) = worker {
+                match w.settled(deadline).await {
+                    Ok(n) => answered += n,
+                    Err(why) => *worker = Err(why),
+                }
+            }
+        }
+        (Holders::Workers(spawned), answered)
+    };
     let connecting_s = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} of {} streams answered in {connecting_s:.1} s; holding them",
-        settled.load(Ordering::Relaxed),
+        "{answered} of {} streams answered in {connecting_s:.1} s; holding them",
         o.subscribers
     );
 
@@ -560,37 +931,13 @@ pub async fn run(o: &WatchOptions) -> anyhow::Result<WatchReport> {
     });
     let held_s = hold_started.elapsed().as_secs_f64();
     let _ = reads.await;
-    let _ = stop_tx.send(true);
-    let mut logs = Vec::with_capacity(o.subscribers);
-    while let Some(log) = tasks.join_next().await {
-        if let Ok(log) = log {
-            logs.push(log);
-        }
-    }
-
-    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut connected, mut failed, mut dropped) = (0, 0, 0);
-    for log in &logs {
-        match (&log.connected_us, &log.failure) {
-            (Some(_), None) => connected += 1,
-            (Some(_), Some((_, why))) => {
-                connected += 1;
-                dropped += 1;
-                *failures.entry(format!("dropped: {why}")).or_default() += 1;
-            }
-            (None, failure) => {
-                failed += 1;
-                let why = failure.as_ref().map_or("no answer", |(_, w)| w.as_str());
-                *failures.entry(why.to_owned()).or_default() += 1;
-            }
-        }
-        if log.bad_ids > 0 {
-            *failures
-                .entry("messages without a stream id".into())
-                .or_default() += log.bad_ids;
-        }
-    }
-    failed += (o.subscribers - logs.len()) as u64;
+    let logs = holders.stop().await;
+    let Tally {
+        connected,
+        failed,
+        dropped,
+        failures,
+    } = tally(&logs);
     let deliveries = deliveries(&changes, &logs);
     drop(logs);
     let audit = if o.no_audit || !event.created {
@@ -612,6 +959,8 @@ pub async fn run(o: &WatchOptions) -> anyhow::Result<WatchReport> {
         connecting_s,
         held_s,
         source_addresses: o.subscribers.div_ceil(o.per_address),
+        routers: region.routers.len(),
+        workers,
         open_file_limit,
         changes: deliveries,
         rows: recorder.rows(held_s, &target),
@@ -742,6 +1091,90 @@ mod tests {
         let d = &deliveries(&[change(0, None)], &[log(Some(0), &[(10, 5)])])[0];
         assert_eq!((d.lsn.as_deref(), d.subscribers, d.delivered), (None, 0, 0));
         assert_eq!(d.p50_ms, None);
+    }
+
+    #[test]
+    fn workers_logs_merge_into_one_run_and_a_failed_worker_counts_all_its_streams() {
+        let dropped = SubscriberLog {
+            connected_us: Some(5),
+            failure: Some((900, "closed".into())),
+            ..SubscriberLog::default()
+        };
+        let outcomes = vec![
+            // A worker whose two streams both got the change.
+            (
+                2,
+                Ok(vec![
+                    log(Some(1), &[(100, 300_010)]),
+                    log(Some(2), &[(100, 700_010)]),
+                ]),
+            ),
+            // One of three: a stream dropped and one whose task it lost.
+            (3, Ok(vec![log(Some(3), &[(100, 1_400_010)]), dropped])),
+            // A worker that died: its two streams never opened.
+            (2, Err("exited (signal 9)".into())),
+        ];
+        let logs = merge_workers(outcomes);
+        assert_eq!(logs.len(), 7);
+        let t = tally(&logs);
+        assert_eq!((t.connected, t.failed, t.dropped), (4, 3, 1));
+        assert_eq!(
+            t.failures,
+            BTreeMap::from([
+                ("dropped: closed".to_string(), 1),
+                ("no answer".to_string(), 1),
+                ("worker failed: exited (signal 9)".to_string(), 2),
+            ])
+        );
+        // One delivery figure over every worker's subscribers (the dropped one included).
+        let d = &deliveries(&[change(10, Some(100))], &logs)[0];
+        assert_eq!((d.subscribers, d.delivered, d.within_1s), (4, 3, 2));
+        assert_eq!(d.p50_ms, Some(700.0));
+    }
+
+    #[test]
+    fn worker_lines_and_plans_round_trip_and_plans_split_the_subscribers() {
+        let done = WorkerLine::Done {
+            logs: vec![SubscriberLog {
+                connected_us: Some(1),
+                failure: Some((2, "x".into())),
+                messages: vec![(3, 4)],
+                bad_ids: 1,
+            }],
+        };
+        let text = serde_json::to_string(&done).unwrap();
+        assert_eq!(serde_json::from_str::<WorkerLine>(&text).unwrap(), done);
+        let plan = |worker| WorkerPlan {
+            routers: vec!["http://127.0.0.1:1".into()],
+            path: "/s".into(),
+            subscribers: 10,
+            worker,
+            workers: 3,
+            ramp: 100.0,
+            per_address: 30,
+            connect_timeout_ms: 1000,
+            epoch_us: 0,
+        };
+        // Every subscriber in exactly one worker, counts agreeing with the indices.
+        let mut all: Vec<usize> = (0..3)
+            .flat_map(|w| plan(w).indices().collect::<Vec<_>>())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            (plan(0).count(), plan(1).count(), plan(2).count()),
+            (4, 3, 3)
+        );
+        let text = serde_json::to_string(&plan(1)).unwrap();
+        assert_eq!(serde_json::from_str::<WorkerPlan>(&text).unwrap(), plan(1));
+    }
+
+    #[test]
+    fn a_wall_clock_time_maps_to_this_process_instant() {
+        let now = unix_micros();
+        let at = instant_at(now - 2_000_000);
+        let ago = at.elapsed().as_secs_f64();
+        assert!((1.9..2.5).contains(&ago), "{ago}");
     }
 
     #[test]

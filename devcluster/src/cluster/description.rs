@@ -35,6 +35,9 @@ impl Cluster {
                     "name": r.config.name,
                     "id": r.config.id,
                     "router": r.router_url,
+                    // Every router of the region (the first is `router`): clients may spread
+                    // over them.
+                    "routers": r.router_urls,
                     "node": r.node_url,
                     // Operations listeners: the node's `/cluster`, both `/metrics`.
                     "routerOps": r.router_ops_url,
@@ -44,7 +47,8 @@ impl Cluster {
                     "replicas": replicas,
                     // The postmasters' pids: their backends are their children.
                     "pids": {
-                        "router": r.router.id(),
+                        "router": r.routers.first().map(|c| c.id()),
+                        "routers": r.routers.iter().map(|c| c.id()).collect::<Vec<_>>(),
                         "node": r.node.id(),
                         "primary": r.primary.pid(),
                         "replicas": replica_pids,

@@ -16,7 +16,7 @@ use wire::token::TokenKeys;
 
 use super::readiness::wait_replicated;
 use super::seed::{seed_demo_data, DEMO_PASSWORD};
-use super::services::router_config;
+use super::services::{connection_cap, open_file_limit, router_config};
 use super::topology::{dns_view, region_pairs, region_table, Layout, LinkKind, DNS_TTL, ZONE};
 use super::{Cluster, ClusterSpec, Link, Region};
 use crate::dns::DnsServer;
@@ -206,6 +206,7 @@ impl Cluster {
         secret: &str,
     ) -> anyhow::Result<()> {
         let layout = Layout::new(spec.base_port);
+        let descriptors = open_file_limit();
         for (i, ((region, (primary, primary_url)), replicas)) in
             table.iter().zip(primaries).zip(replicas).enumerate()
         {
@@ -220,12 +221,31 @@ impl Cluster {
                 self.node_config(table, region, node_addr, &primary_url, &replicas, secret);
             node_config.ops_listen = layout.node_ops_addr(i)?;
             node_config.limits = node_config.limits.scaled(spec.rate_limit_scale);
+            node_config.connections.max = connection_cap(descriptors, node_config.connections.max);
             let node = self.spawn_node(spec, &node_config)?;
-            let mut router_config =
-                router_config(layout, table, region, router_addr, dns.local_addr(), secret)?;
-            router_config.ops_listen = layout.router_ops_addr(i)?;
-            router_config.limits = router_config.limits.scaled(spec.rate_limit_scale);
-            let router = self.spawn_router(spec, &router_config)?;
+            // Every router of the region points at its node; other regions reach the first.
+            let mut routers = Vec::new();
+            let mut router_urls = Vec::new();
+            for k in 0..spec.routers_per_region.max(1) {
+                let listen = layout.nth_router_addr(i, k)?;
+                let mut config =
+                    router_config(layout, table, region, listen, dns.local_addr(), secret, k)?;
+                config.ops_listen = layout.nth_router_ops_addr(i, k)?;
+                config.limits = config.limits.scaled(spec.rate_limit_scale);
+                config.connections.max = connection_cap(descriptors, config.connections.max);
+                match self.spawn_router(spec, &config, k) {
+                    Ok(child) => routers.push(child),
+                    Err(e) => {
+                        // Not yet kept in a region: end the ones started before failing.
+                        for mut child in routers {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                        }
+                        return Err(e);
+                    }
+                }
+                router_urls.push(format!("http://{listen}"));
+            }
             self.regions.push(Region {
                 config: region.clone(),
                 primary,
@@ -233,11 +253,12 @@ impl Cluster {
                 replicas,
                 node_url: format!("http://{node_addr}"),
                 router_url: format!("http://{router_addr}"),
+                router_urls,
                 node_ops_url: format!("http://{}", node_config.ops_listen),
-                router_ops_url: format!("http://{}", router_config.ops_listen),
+                router_ops_url: format!("http://{}", layout.router_ops_addr(i)?),
                 dns,
                 node,
-                router,
+                routers,
             });
         }
         Ok(())
@@ -253,11 +274,13 @@ impl Cluster {
         for r in &self.regions {
             // SIGTERM: routers and nodes finish in-flight requests; nodes give their machine
             // lease back.
-            testkit::process::terminate(&r.router);
+            for router in &r.routers {
+                testkit::process::terminate(router);
+            }
             testkit::process::terminate(&r.node);
         }
         for r in &mut self.regions {
-            for child in [&mut r.router, &mut r.node] {
+            for child in r.routers.iter_mut().chain([&mut r.node]) {
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -284,7 +307,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for r in &mut self.regions {
-            for child in [&mut r.router, &mut r.node] {
+            for child in r.routers.iter_mut().chain([&mut r.node]) {
                 if matches!(child.try_wait(), Ok(None)) {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -311,7 +334,10 @@ pub async fn run(spec: ClusterSpec) -> anyhow::Result<()> {
         // Users talk to the routers; nodes and primaries are for operators.
         println!(
             "  {:<14} router {}   (node {}, primary {})",
-            r.config.name, r.router_url, r.node_url, r.primary_url
+            r.config.name,
+            r.router_urls.join(", "),
+            r.node_url,
+            r.primary_url
         );
     }
     print_accounts(&cluster.demo);
@@ -355,7 +381,8 @@ async fn watch(cluster: &mut Cluster) {
             _ = &mut stop => return,
             _ = check.tick() => {
                 for r in cluster.regions.iter_mut() {
-                    for (what, child) in [("node", &mut r.node), ("router", &mut r.router)] {
+                    let routers = r.routers.iter_mut().map(|c| ("router", c));
+                    for (what, child) in [("node", &mut r.node)].into_iter().chain(routers) {
                         if let Ok(Some(status)) = child.try_wait() {
                             eprintln!("the {} {what} exited ({status}); see its log", r.config.name);
                             return;

@@ -47,6 +47,9 @@ pub struct ClusterSpec {
     pub rate_limit_scale: f64,
     /// The `devcluster` binary, which runs each node as `devcluster run-node`.
     pub program: PathBuf,
+    /// Routers in every region, all in front of its node (at least 1): one process cannot hold
+    /// more streams than its open-file limit, so many subscribers need several routers.
+    pub routers_per_region: usize,
 }
 
 /// A region: its primary, its replicas of every shard, its node.
@@ -57,14 +60,18 @@ pub struct Region {
     /// (shard, replica, URL) for every shard, this region's own included.
     pub replicas: Vec<(String, PgCluster, String)>,
     pub node_url: String,
+    /// The first router: the one other regions' routers send writes to.
     pub router_url: String,
-    /// The operations listeners (`/metrics`, the node's `/cluster`).
+    /// Every router of the region, the first one first.
+    pub router_urls: Vec<String>,
+    /// The operations listeners (`/metrics`, the node's `/cluster`), of the first router.
     pub node_ops_url: String,
     pub router_ops_url: String,
     /// This region's view of the region names.
     pub dns: DnsServer,
     node: Child,
-    router: Child,
+    /// One per router of `router_urls`, in the same order.
+    routers: Vec<Child>,
 }
 
 /// A directed WAN link: traffic from region `from` to a service homed in `to`.

@@ -16,14 +16,10 @@ impl Cluster {
             wait_healthy(http, &mut r.node, &format!("{}/readyz", r.node_url), &what).await?;
         }
         for r in &mut self.regions {
-            let what = format!("the {} router", r.config.name);
-            wait_healthy(
-                http,
-                &mut r.router,
-                &format!("{}/healthz", r.router_url),
-                &what,
-            )
-            .await?;
+            for (k, (router, url)) in r.routers.iter_mut().zip(&r.router_urls).enumerate() {
+                let what = format!("the {} router {}", r.config.name, k + 1);
+                wait_healthy(http, router, &format!("{url}/healthz"), &what).await?;
+            }
         }
         Ok(())
     }

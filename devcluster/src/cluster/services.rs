@@ -58,17 +58,18 @@ impl Cluster {
         self.spawn_service(spec, "run-node", &format!("{}-node", config.region), config)
     }
 
+    /// Router `k` of its region: `<region>-router` for the first, `<region>-router-<k+1>` after.
     pub(super) fn spawn_router(
         &self,
         spec: &ClusterSpec,
         config: &router::Config,
+        k: usize,
     ) -> anyhow::Result<Child> {
-        self.spawn_service(
-            spec,
-            "run-router",
-            &format!("{}-router", config.region),
-            config,
-        )
+        let name = match k {
+            0 => format!("{}-router", config.region),
+            _ => format!("{}-router-{}", config.region, k + 1),
+        };
+        self.spawn_service(spec, "run-router", &name, config)
     }
 
     /// Writes `config` to `<name>.toml` in the state folder (mode 0600: it holds the JWT
@@ -108,7 +109,27 @@ fn local_password_cost() -> PasswordConfig {
     }
 }
 
-/// A router of `region`, finding every endpoint by name through the region's DNS server and
+/// Descriptors a service keeps beside its client connections: upstream and database
+/// connections, its listeners, logs.
+const DESCRIPTOR_HEADROOM: u64 = 1_000;
+
+/// The client connections a service may hold given the open-file hard limit its processes get
+/// (`hard`): all but the headroom, and never fewer than the services' own `default`. Each held
+/// stream is a connection, and the services' default (10,000) would turn away the streams of
+/// a 50,000-subscriber run long before the descriptors run out.
+pub(super) fn connection_cap(hard: u64, default: usize) -> usize {
+    usize::try_from(hard.saturating_sub(DESCRIPTOR_HEADROOM))
+        .unwrap_or(usize::MAX)
+        .clamp(default, 1_000_000)
+}
+
+/// The open-file hard limit devcluster's children inherit, after raising it where allowed.
+pub(super) fn open_file_limit() -> u64 {
+    let wanted = wire::server::ConnectionLimits::default().max_open_files;
+    wire::server::open_files::raise(wanted).map_or(0, |(_, hard)| hard)
+}
+
+/// Router `k` of `region`, finding every endpoint by name through the region's DNS server and
 /// checking bearer tokens with the deployment's `secret`.
 pub(super) fn router_config(
     layout: Layout,
@@ -117,10 +138,11 @@ pub(super) fn router_config(
     listen: SocketAddr,
     nameserver: SocketAddr,
     secret: &str,
+    k: usize,
 ) -> anyhow::Result<router::Config> {
     let mut config = router::Config {
         region: region.name.clone(),
-        router_name: "router-1".into(),
+        router_name: format!("router-{}", k + 1),
         listen,
         ..router::Config::default()
     };
@@ -150,4 +172,17 @@ pub async fn run_node(config_path: &Path) -> anyhow::Result<()> {
 /// A router in this process, for `devcluster run-router`: stops on SIGTERM or Ctrl-C.
 pub async fn run_router(config_path: &Path) -> anyhow::Result<()> {
     wire::service::serve_from_file::<router::RouterService>(Some(config_path)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_take_all_descriptors_but_a_headroom_and_never_fewer_than_their_default() {
+        assert_eq!(connection_cap(20_000, 10_000), 19_000);
+        assert_eq!(connection_cap(4_096, 10_000), 10_000);
+        assert_eq!(connection_cap(0, 10_000), 10_000);
+        assert_eq!(connection_cap(u64::MAX, 10_000), 1_000_000);
+    }
 }

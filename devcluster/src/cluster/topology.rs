@@ -5,7 +5,9 @@
 //! Port layout from `--base-port N`: region i's router at N+1+i, node at N+1001+i, primary at
 //! N+2001+i, its replica of shard j at N+2101+10i+j (the defaults give DESIGN's 8081 / 9081);
 //! the operations listeners of its router at N+3001+i and of its node at N+3101+i, on
-//! 127.0.0.1.
+//! 127.0.0.1. With several routers per region (`--routers-per-region`), region i's router k > 0
+//! listens at N+1+i+100k and its operations listener at N+3201+10i+k; the first one keeps the
+//! ports above, and it is the one other regions' routers send writes to.
 //!
 //! Addresses: routers on 127.0.0.1 (what users call); region i's node on 127.0.1.(i+1); the
 //! link carrying region i's calls to region j's router on 127.0.(10+i).(j+1) and to its node on
@@ -82,6 +84,28 @@ impl Layout {
         Ok(SocketAddr::from((
             Ipv4Addr::LOCALHOST,
             self.port(3101 + i as u32)?,
+        )))
+    }
+
+    /// Region i's router k (0 is the first, the one the names and links point at).
+    pub(super) fn nth_router_addr(&self, i: usize, k: usize) -> anyhow::Result<SocketAddr> {
+        if k == 0 {
+            return self.router_addr(i);
+        }
+        Ok(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            self.port(1 + i as u32 + 100 * k as u32)?,
+        )))
+    }
+
+    /// The operations listener of region i's router k.
+    pub(super) fn nth_router_ops_addr(&self, i: usize, k: usize) -> anyhow::Result<SocketAddr> {
+        if k == 0 {
+            return self.router_ops_addr(i);
+        }
+        Ok(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            self.port(3201 + 10 * i as u32 + k as u32)?,
         )))
     }
 
@@ -260,6 +284,17 @@ mod tests {
             ("127.0.0.1:0".to_string(), "127.0.0.1:10081".to_string())
         );
         assert!(Layout::new(65_000).primary_port(0).is_err());
+        // Further routers of a region: ports of their own, the first one unchanged.
+        assert_eq!(
+            layout.nth_router_addr(1, 0).unwrap(),
+            layout.router_addr(1).unwrap()
+        );
+        assert_eq!(layout.nth_router_addr(1, 2).unwrap().port(), 8282);
+        assert_eq!(
+            layout.nth_router_ops_addr(0, 0).unwrap(),
+            layout.router_ops_addr(0).unwrap()
+        );
+        assert_eq!(layout.nth_router_ops_addr(2, 1).unwrap().port(), 11302);
     }
 
     #[test]

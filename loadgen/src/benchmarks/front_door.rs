@@ -49,7 +49,7 @@ fn opt_ms(v: Option<f64>) -> String {
 pub(super) fn live_streams(dir: &Path) -> anyhow::Result<Section> {
     let mut md = String::new();
     let targets = [
-        "router + node memory under 1.5 GiB together".to_owned(),
+        "router(s) + node memory under 1.5 GiB together".to_owned(),
         format!(
             "every change delivered to {:.0}% of the subscribers within 1 s of its commit",
             100.0 * DELIVERY_TARGET
@@ -59,15 +59,22 @@ pub(super) fn live_streams(dir: &Path) -> anyhow::Result<Section> {
     let _ = writeln!(
         md,
         "## 8. Live streams: subscribers held in one region\n\n\
-         Three-region devcluster. `loadgen watch`: each subscriber holds one live stream \
-         (`GET /events/{{id}}/stream`) through one region's router, opened by loadgen's lean \
-         client (raw TCP, a few KiB each) from many loopback source addresses at a ramped \
-         rate; once all are connected a writer books one ticket at a time, and each subscriber \
+         Three-region devcluster with three routers per region (`--routers-per-region 3`): \
+         this machine caps every process at 20,000 open files (no CAP_SYS_RESOURCE, so not \
+         even root raises the hard limit), one held stream is one descriptor, so no single \
+         router can hold 50,000 streams; the design runs one or more routers per region, all \
+         in front of the region's node, each with one upstream stream per event. \
+         `loadgen watch`: each subscriber holds one live stream \
+         (`GET /events/{{id}}/stream`) through one of the region's routers (round robin), \
+         opened by loadgen's lean client (raw TCP, a few KiB each) from many loopback source \
+         addresses at a ramped rate, held by `loadgen watch-worker` child processes of at \
+         most 16,000 streams each for the same reason; once all are connected a writer books one ticket at a time, and each subscriber \
          notes when the first message whose id carries a WAL position at or past the booking's \
          commit LSN (from its consistency token) reaches it. A delay is counted from when the \
          writer sent the booking: an upper bound on the time since its commit. Alongside, 50 \
-         reads per second of the event page through the same router. Memory is the resident \
-         size of the region's router and node at the end, streams still held. **Targets: {}; \
+         reads per second of the event page through the region's first router. Memory is the \
+         resident size of the region's routers and node together at the end, streams still \
+         held. **Targets: {}; \
          {}; {}.**\n",
         targets[0], targets[1], targets[2]
     );
@@ -80,13 +87,15 @@ pub(super) fn live_streams(dir: &Path) -> anyhow::Result<Section> {
     };
     let _ = writeln!(
         md,
-        "{} subscribers to event {} (home {}) through {}'s router, opened at {}/s from {} \
-         source addresses: **{} connected**, {} failed, {} dropped; connecting took {:.1} s; \
-         held {:.1} s. Bookings through {}'s router.\n",
+        "{} subscribers to event {} (home {}) through {}'s {} router(s), held by {} loadgen \
+         process(es), opened at {}/s from {} source addresses: **{} connected**, {} failed, {} \
+         dropped; connecting took {:.1} s; held {:.1} s. Bookings through {}'s router.\n",
         thousands(w.subscribers as f64),
         w.event.id,
         w.event.home,
         w.region,
+        w.routers,
+        w.workers,
         thousands(w.ramp_per_second),
         thousands(w.source_addresses as f64),
         thousands(w.connected as f64),
@@ -462,6 +471,8 @@ mod tests {
             connecting_s: 26.0,
             held_s: 20.0,
             source_addresses: 1667,
+            routers: 3,
+            workers: 4,
             open_file_limit: 1_048_576,
             changes: vec![delivery(1.0, Some(600.0)), delivery(0.995, Some(950.0))],
             rows: vec![row(Op::Event, "us-east", "us-east", 1000, 1.0, 4.0, 12.0)],
