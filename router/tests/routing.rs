@@ -376,6 +376,9 @@ async fn identity_comes_first_a_protected_route_without_a_good_token_gets_401() 
     let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(70 * 1024));
     let response = anonymous.post(&reserve).body(big).send().await.unwrap();
     assert_eq!(response.status(), 401);
+    // Answered before its body was read, the connection cannot be reused: the client is told,
+    // so its next request does not go into a closed socket.
+    assert_eq!(header(&response, "connection").unwrap(), "close");
     // Bad tokens get our own messages.
     for (token, message) in [
         (expired.as_str(), "the bearer token has expired"),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body as _;
@@ -48,14 +48,27 @@ pub async fn api(
     }
     let (parts, body) = request.into_parts();
     if let Err(error) = identity::check(&app.tokens, &parts) {
-        return (error.into_response(), None);
+        let unread = !body.is_end_stream();
+        return (closing_if(unread, error.into_response()), None);
     }
     match read_body(body, &parts.headers, app.config.http.body_limit_bytes).await {
         Ok(body) => proxy::proxy(app, peer.ip(), parts, body)
             .await
             .into_response(),
-        Err(error) => (error.into_response(), None),
+        Err(error) => (closing_if(true, error.into_response()), None),
     }
+}
+
+/// An answer given before the request's body was read whole: the connection cannot carry
+/// another request (hyper closes it), so the client is told, rather than finding out by
+/// writing its next request into a closed socket.
+fn closing_if(unread_body: bool, mut response: Response) -> Response {
+    if unread_body {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The whole request body, refused with `413` past `limit` (early, from `Content-Length`,
