@@ -135,22 +135,12 @@ async fn ask_pass(api: &Api, user: &User, event: &str) -> Answer {
 
 /// `GET /events/{id}/queue/me` presenting a write's consistency token.
 async fn me_after(api: &Api, user: &User, event: &str, token: &str) -> Answer {
-    let response = api
-        .http
-        .get(api.node.api(&format!("/events/{event}/queue/me")))
-        .bearer_auth(&user.token)
-        .header("x-consistency-token", token)
-        .send()
-        .await
-        .expect("request reaches the node");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.json().await.expect("a JSON answer");
-    Answer {
-        status,
-        body,
-        headers,
-    }
+    api.get_after_as(
+        &format!("/events/{event}/queue/me"),
+        Some(&user.token),
+        token,
+    )
+    .await
 }
 
 /// The pass of an admitted place.

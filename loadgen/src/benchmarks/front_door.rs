@@ -181,19 +181,14 @@ pub(super) fn live_streams(dir: &Path) -> anyhow::Result<Section> {
             cpu: cpu_cell,
         },
     ];
-    for (t, o) in targets.iter().zip(&outcomes) {
-        let _ = writeln!(md, "Target ({t}): {} ({}).", verdict(o.met), o.measured);
-    }
-    md.push('\n');
-    let _ = writeln!(
+    Ok(measured_section(
         md,
-        "CPU of each process over the hold (µs per fresh read · share of one core):\n"
-    );
-    cpu::regions_table_of(&mut md, w.cpu.as_ref());
-    Ok(Section {
-        markdown: md,
-        verdicts: verdicts(WATCH_FIGURES, &targets, Some(outcomes)),
-    })
+        WATCH_FIGURES,
+        targets,
+        outcomes,
+        "CPU of each process over the hold (µs per fresh read · share of one core):",
+        w.cpu.as_ref(),
+    ))
 }
 
 /// Section 9: a queued on-sale, users joining from three regions.
@@ -382,19 +377,35 @@ pub(super) fn queued_onsale(dir: &Path) -> anyhow::Result<Section> {
             cpu: cpu_cell,
         },
     ];
+    Ok(measured_section(
+        md,
+        QUEUE_FIGURES,
+        targets,
+        outcomes,
+        "CPU of each process over the run (µs per request · share of one core):",
+        q.cpu.as_ref(),
+    ))
+}
+
+/// A measured section's end: each target's verdict, the CPU table under `cpu_caption`, and the
+/// verdicts for the targets table.
+fn measured_section(
+    mut md: String,
+    figures: [&str; 3],
+    targets: [String; 3],
+    outcomes: [Outcome; 3],
+    cpu_caption: &str,
+    cpu: Option<&crate::cpu::Usage>,
+) -> Section {
     for (t, o) in targets.iter().zip(&outcomes) {
         let _ = writeln!(md, "Target ({t}): {} ({}).", verdict(o.met), o.measured);
     }
-    md.push('\n');
-    let _ = writeln!(
-        md,
-        "CPU of each process over the run (µs per request · share of one core):\n"
-    );
-    cpu::regions_table_of(&mut md, q.cpu.as_ref());
-    Ok(Section {
+    let _ = writeln!(md, "\n{cpu_caption}\n");
+    cpu::regions_table_of(&mut md, cpu);
+    Section {
         markdown: md,
-        verdicts: verdicts(QUEUE_FIGURES, &targets, Some(outcomes)),
-    })
+        verdicts: verdicts(figures, &targets, Some(outcomes)),
+    }
 }
 
 /// A section's three verdicts: each figure with its target and, when measured, its outcome.

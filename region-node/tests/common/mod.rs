@@ -137,13 +137,24 @@ impl Api {
 
     /// A read that must include a write: it carries the write's consistency token.
     pub async fn get_after(&self, path: &str, consistency_token: &str) -> Answer {
-        let response = self
+        self.get_after_as(path, None, consistency_token).await
+    }
+
+    /// `get_after`, as the caller `token` names.
+    pub async fn get_after_as(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        consistency_token: &str,
+    ) -> Answer {
+        let mut request = self
             .http
             .get(self.node.api(path))
-            .header("x-consistency-token", consistency_token)
-            .send()
-            .await
-            .expect("request reaches the node");
+            .header("x-consistency-token", consistency_token);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request reaches the node");
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.json().await.expect("a JSON answer");
